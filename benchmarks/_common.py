@@ -1,0 +1,38 @@
+"""What every benchmark records next to its figures: the command, the machine, the date."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+
+import torch
+
+import sfsc_deploy
+
+
+def provenance() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "sfsc_deploy": sfsc_deploy.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def provenance_md(p: dict) -> str:
+    return (
+        f"- command: `{p['command']}`\n- machine: {p['machine']}\n- date: {p['date']}\n"
+        f"- python {p['python']}, torch {p['torch']}, sfsc-deploy {p['sfsc_deploy']}\n"
+    )

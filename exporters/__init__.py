@@ -1,0 +1,1 @@
+"""ONNX and TensorRT exporters and runtimes for sliced sfsc-deploy models."""

@@ -1,0 +1,144 @@
+"""Checkpoints: one safetensors file (never a pickle) with the full description in its header.
+
+The header's ``sfsc_deploy`` entry holds the network config (enough to rebuild it), the
+family id and a sha256 of every tensor, so a damaged file is refused instead of silently
+producing wrong features.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
+
+from . import __version__
+from .atomic import write_bytes
+from .errors import SfscError
+from .hashing import tensor_digest
+from .layers import SwitchableConv2d, SwitchableLinear
+from .models import NetConfig, SwitchableNet, build_from_config
+
+FORMAT = "sfsc-deploy/checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "sfsc_deploy"
+
+
+def family_id(net: SwitchableNet) -> str:
+    """Hash of the shared conv/linear weights: every sub-model of one family shares them.
+
+    BatchNorm is per width and the classifier is never deployed, so neither is included:
+    re-calibrating a width's BN keeps the family, any change to shared weights changes it.
+    """
+    shared = {
+        f"{name}.{pname}": p
+        for name, module in net.named_modules()
+        if isinstance(module, SwitchableConv2d | SwitchableLinear)
+        for pname, p in module.named_parameters(recurse=False)
+    }
+    return tensor_digest(shared)[:16]
+
+
+def save(net: SwitchableNet, path: str | os.PathLike, *, force: bool = True, **metadata: Any) -> Path:
+    """Write ``net`` atomically; extra keyword ``metadata`` (JSON-able) is kept under ``extra``."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": net.config.to_dict(),
+        "family_id": family_id(net),
+        "content_sha256": tensor_digest(tensors),
+        "extra": metadata,
+    }
+    data = st_save(tensors, metadata={METADATA_KEY: json.dumps(header)})
+    return write_bytes(path, data, force=force)
+
+
+def _sniff_foreign(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK\x03\x04"):
+        return " It looks like a torch.save() zip/pickle file, which sfsc-deploy never unpickles"
+    if head[:1] == b"\x80":
+        return " It looks like a Python pickle, which sfsc-deploy never loads (it can run code)"
+    return ""
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's metadata, validated, without loading the tensors."""
+    path = Path(path)
+    if not path.exists():
+        raise SfscError(
+            f"checkpoint {path} not found; check the path or create one with "
+            f"`sfsc-deploy init` / `sfsc-deploy train`"
+        )
+    if path.is_dir():
+        raise SfscError(f"{path} is a directory, not a checkpoint file; pass the .safetensors file")
+    if path.stat().st_size < 8:
+        raise SfscError(f"checkpoint {path} is empty or truncated; re-create or re-download it")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for bad headers
+        raise SfscError(
+            f"{path} is not a readable safetensors checkpoint (truncated, corrupt or another "
+            f"format: {str(exc).splitlines()[0][:120]}).{_sniff_foreign(path)}; "
+            f"re-create it with sfsc-deploy or convert it to safetensors"
+        ) from None
+    if METADATA_KEY not in meta:
+        raise SfscError(
+            f"{path} is a safetensors file but not an sfsc-deploy checkpoint (no "
+            f"'{METADATA_KEY}' metadata); create one with `sfsc-deploy init` or `train`"
+        )
+    try:
+        header = json.loads(meta[METADATA_KEY])
+        assert header["format"] == FORMAT
+    except Exception:
+        raise SfscError(f"{path} has damaged sfsc-deploy metadata; re-create the checkpoint") from None
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise SfscError(
+            f"{path} was written by a newer sfsc-deploy (format "
+            f"{header['format_version']}); upgrade sfsc-deploy to read it"
+        )
+    return header
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> SwitchableNet:
+    """Rebuild the switchable network from a checkpoint, verifying every tensor's hash."""
+    path = Path(path)
+    header = read_header(path)
+    try:
+        config = NetConfig.from_dict(header["config"])
+    except SfscError:
+        raise
+    except Exception as exc:
+        raise SfscError(f"{path} has an invalid network config ({exc}); re-create it") from None
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception:
+        raise SfscError(
+            f"{path} is truncated or corrupt (tensor data unreadable); re-create or re-download it"
+        ) from None
+    if tensor_digest(tensors) != header["content_sha256"]:
+        raise SfscError(
+            f"{path} is corrupt: tensor checksum mismatch (the file changed after it "
+            f"was written); re-create or re-download it"
+        )
+    net = build_from_config(config)
+    try:
+        net.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise SfscError(
+            f"{path} does not match its own config ({str(exc).splitlines()[0]}); "
+            f"it was edited or written by an incompatible version"
+        ) from None
+    net.eval()
+    return net.to(device)

@@ -1,0 +1,1 @@
+"""Image data: reading, preprocessing and (later) datasets."""

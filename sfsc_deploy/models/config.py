@@ -1,0 +1,74 @@
+"""Dataclasses that fully describe a network, so a checkpoint or a sliced model can rebuild it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..channels import DEFAULT_DIVISOR, normalize_width, parse_widths
+from ..errors import SfscError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ArchOptions:
+    """Architecture options shared by every backbone.
+
+    ``width_mult`` scales the *base* widths before any switching (ResNet "base width 32" is
+    ``width_mult=0.5``); ``last_stride=1`` keeps the last stage at stride 1, the re-id default
+    that doubles the final feature map. ``input_size`` is (height, width).
+    """
+
+    width_mult: float = 1.0
+    last_stride: int = 1
+    divisor: int = DEFAULT_DIVISOR
+    input_size: tuple[int, int] = (256, 128)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        if not self.width_mult > 0:
+            raise SfscError(f"width_mult must be > 0, got {self.width_mult}")
+        if self.last_stride not in (1, 2):
+            raise SfscError(f"last_stride must be 1 or 2, got {self.last_stride}")
+        if self.divisor < 1:
+            raise SfscError(f"divisor must be >= 1, got {self.divisor}")
+        if len(self.input_size) != 2 or min(self.input_size) < 16:
+            raise SfscError(f"input_size must be (height, width) >= 16 each, got {self.input_size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise SfscError("mean and std need three values each, std > 0")
+
+
+@dataclass
+class NetConfig:
+    arch: str
+    widths: list[float]
+    feature_dim: int = 512
+    num_classes: int = 1000
+    options: ArchOptions = field(default_factory=ArchOptions)
+    calibrated_widths: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.widths = parse_widths(self.widths)
+        self.calibrated_widths = sorted({normalize_width(w) for w in self.calibrated_widths})
+        if self.feature_dim < 1 or self.num_classes < 1:
+            raise SfscError("feature_dim and num_classes must be positive")
+
+    @property
+    def all_widths(self) -> list[float]:
+        """Widths with a BatchNorm: trained ones plus those re-estimated by calibration."""
+        return sorted(set(self.widths) | set(self.calibrated_widths))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
+        data = dict(data)
+        options = ArchOptions(**data.pop("options", {}))
+        return cls(options=options, **data)

@@ -1,0 +1,97 @@
+"""The switchable network and the plain feature network it slices into."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..channels import format_widths, normalize_width
+from ..errors import SfscError
+from ..layers import Switchable
+from .config import NetConfig
+
+
+class NetOutput(NamedTuple):
+    """What the losses need in train mode."""
+
+    features: torch.Tensor  # neck output [N, D]: retrieval feature, classifier input
+    pre_neck: torch.Tensor  # [N, D] before the neck: for triplet-style losses
+    logits: torch.Tensor  # [N, num_classes] from the shared classifier
+
+
+class FeatureNet(nn.Module):
+    """Backbone + embedding head: image in, retrieval feature out. What gets deployed."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+class SwitchableNet(FeatureNet):
+    """One set of weights, many widths; narrow widths use the leading channels of the wide one.
+
+    In eval mode ``net(x)`` is the retrieval feature ``[N, D]`` at the active width; in train
+    mode it is a :class:`NetOutput`. The classifier is shared by all widths and never exported.
+    """
+
+    def __init__(self, config: NetConfig, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__(backbone, head)
+        self.config = config
+        self.classifier = nn.Linear(config.feature_dim, config.num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        self._width = 1.0
+        self.set_width(1.0)
+
+    @property
+    def widths(self) -> list[float]:
+        """Widths this net can run at: the trained ones plus any re-estimated by calibration."""
+        return self.config.all_widths
+
+    @property
+    def calibrated_widths(self) -> list[float]:
+        return list(self.config.calibrated_widths)
+
+    @property
+    def width(self) -> float:
+        return self._width
+
+    def check_width(self, width: float) -> float:
+        w = normalize_width(width)
+        if w not in self.widths:
+            raise SfscError(
+                f"width {w:g} is not trained; trained widths: {format_widths(self.widths)}. "
+                f"Pick one of them, or re-estimate its BatchNorm with --calibrate IMAGES "
+                f"(calibrate_bn in Python)"
+            )
+        return w
+
+    def set_width(self, width: float) -> None:
+        w = self.check_width(width)
+        for module in self.modules():
+            if isinstance(module, Switchable):
+                module.width = w
+        self._width = w
+
+    @contextlib.contextmanager
+    def at_width(self, width: float) -> Iterator[SwitchableNet]:
+        previous = self._width
+        self.set_width(width)
+        try:
+            yield self
+        finally:
+            self.set_width(previous)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | NetOutput:  # type: ignore[override]
+        fmap = self.backbone(x)
+        if not self.training:
+            return self.head(fmap)
+        pre, features = self.head.forward_train(fmap)
+        return NetOutput(features, pre, self.classifier(features))

@@ -1,0 +1,85 @@
+"""Switchable ShuffleNetV2.
+
+A unit's output is the concatenation of two branches of ``B`` channels, described as
+``Ch(B, 2)`` so that at width γ it holds ``2·c(γ, B)`` channels and the channel split of the
+next unit falls exactly between the branches. Channel shuffle is shape-agnostic, so it is the
+same code at every width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..channels import Ch
+from ..factory import LayerFactory
+from .common import conv_bn, scaled
+from .config import ArchOptions
+
+STAGE_CHANNELS = (116, 232, 464)
+STAGE_REPEATS = (4, 8, 4)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
+    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+
+
+class ShuffleUnit(nn.Module):
+    def __init__(self, make: LayerFactory, cin: Ch, branch: int, stride: int = 1, split: bool = True) -> None:
+        """``split=True``: the basic unit; ``False``: the stage's first unit with two branches
+        (strided unless ``last_stride=1`` keeps the last stage at stride 1)."""
+        super().__init__()
+        if split:
+            if cin != Ch(branch, 2) or stride != 1:
+                raise ValueError("a split shuffle unit needs cin == Ch(branch, 2) and stride 1")
+            self.branch1 = None
+            b2_in: Ch = Ch(branch)
+        else:
+            self.branch1 = nn.Sequential(
+                conv_bn(make, cin, cin, 3, stride, groups="depthwise", act=None),
+                conv_bn(make, cin, branch, 1),
+            )
+            b2_in = cin
+        self.branch2 = nn.Sequential(
+            conv_bn(make, b2_in, branch, 1),
+            conv_bn(make, branch, branch, 3, stride, groups="depthwise", act=None),
+            conv_bn(make, branch, branch, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.branch1 is None:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, make: LayerFactory, opts: ArchOptions) -> None:
+        super().__init__()
+        m = opts.width_mult
+        stem = scaled(24, min(1.0, m))
+        self.stem = conv_bn(make, 3, stem, 3, 2, slice_in=False)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = Ch(stem)
+        stages = []
+        for i, (channels, repeats) in enumerate(zip(STAGE_CHANNELS, STAGE_REPEATS, strict=True)):
+            branch = scaled(channels, m) // 2
+            stride = opts.last_stride if i == 2 else 2
+            units = [ShuffleUnit(make, cin, branch, stride, split=False)]
+            cin = Ch(branch, 2)
+            units += [ShuffleUnit(make, cin, branch) for _ in range(repeats - 1)]
+            stages.append(nn.Sequential(*units))
+        self.stage2, self.stage3, self.stage4 = stages
+        last = scaled(1024, m)
+        self.conv5 = conv_bn(make, cin, last, 1)
+        self.out_channels = Ch(last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.stem(x))
+        return self.conv5(self.stage4(self.stage3(self.stage2(x))))
+
+
+def shufflenet_v2(make: LayerFactory, opts: ArchOptions) -> ShuffleNetV2:
+    return ShuffleNetV2(make, opts)

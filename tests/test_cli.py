@@ -1,0 +1,140 @@
+"""The CLI end to end at tiny sizes: init → info → slice, and its error lines."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sfsc_deploy import checkpoint
+from sfsc_deploy.cli import main
+from sfsc_deploy.slicing import load_sliced
+
+TINY = [
+    "--arch",
+    "resnet18",
+    "--width-mult",
+    "0.25",
+    "--input-size",
+    "64x32",
+    "--divisor",
+    "4",
+    "--feature-dim",
+    "32",
+    "--num-classes",
+    "10",
+]
+
+
+def run(capsys, *argv):
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def ck(tmp_path, capsys):
+    path = tmp_path / "ck.safetensors"
+    code, out, _ = run(capsys, "init", *TINY, "--out", str(path))
+    assert code == 0 and "family" in out
+    return path
+
+
+def test_info_table_and_json(ck, capsys):
+    code, out, _ = run(capsys, "info", str(ck))
+    assert code == 0 and "resnet18" in out and "params ratio" in out
+    code, out, _ = run(capsys, "info", str(ck), "--json")
+    data = json.loads(out)
+    assert data["widths"] == [0.25, 0.5, 0.75, 1.0]
+    assert data["family_id"] == checkpoint.read_header(ck)["family_id"]
+    ratios = [r["mac_ratio"] for r in data["per_width"]]
+    assert ratios == sorted(ratios) and ratios[-1] == 1.0
+
+
+def test_slice_writes_a_standalone_model(ck, tmp_path, capsys):
+    out_dir = tmp_path / "w025"
+    code, out, _ = run(capsys, "slice", "--checkpoint", str(ck), "--width", "0.25", "--out", str(out_dir))
+    assert code == 0 and "max |sliced - switchable|" in out
+    model, desc = load_sliced(out_dir)
+    assert desc["width"] == 0.25 and desc["max_abs_error_vs_switchable"] <= 1e-5
+    assert desc["family_id"] == checkpoint.read_header(ck)["family_id"]
+    net = checkpoint.load(ck)
+    x = torch.randn(2, 3, 64, 32)
+    with net.at_width(0.25), torch.no_grad():
+        assert torch.allclose(model(x), net(x), atol=1e-5)
+
+
+def test_untrained_width_is_one_line_and_exit_2(ck, tmp_path, capsys):
+    code, out, err = run(
+        capsys, "slice", "--checkpoint", str(ck), "--width", "0.3", "--out", str(tmp_path / "w")
+    )
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "trained widths: 0.25, 0.5, 0.75, 1" in err and "--calibrate" in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_calibrate_makes_an_untrained_width_sliceable(ck, tmp_path, capsys):
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    code, out, err = run(
+        capsys,
+        "slice",
+        "--checkpoint",
+        str(ck),
+        "--width",
+        "0.3",
+        "--calibrate",
+        str(folder),
+        "--out",
+        str(tmp_path / "w03"),
+    )
+    assert code == 0, err
+    assert "6 images" in out and "1 unreadable" in out
+    _, desc = load_sliced(tmp_path / "w03")
+    assert desc["width"] == 0.3 and desc["calibration_images"] == 6
+
+
+def test_existing_output_needs_force(ck, tmp_path, capsys):
+    args = ["slice", "--checkpoint", str(ck), "--width", "0.5", "--out", str(tmp_path / "w")]
+    assert run(capsys, *args)[0] == 0
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "--force" in err
+    assert run(capsys, *args, "--force")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "not found"), (b"garbage" * 20, "not a readable safetensors")],
+)
+def test_bad_checkpoint_is_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "ck.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = run(capsys, "info", str(path))
+    assert code == 2 and message in err and err.strip().count("\n") == 0
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from sfsc_deploy.errors import SfscError
+
+    with pytest.raises(SfscError):
+        main(["--debug", "info", str(tmp_path / "missing.safetensors")])
+
+
+def test_bad_option_values(tmp_path, capsys):
+    code, _, err = run(capsys, "init", "--out", str(tmp_path / "x"), "--input-size", "big")
+    assert code == 2 and "HEIGHTxWIDTH" in err
+    code, _, err = run(capsys, "init", "--out", str(tmp_path / "x"), "--widths", "0.5,2")
+    assert code == 2 and "outside (0, 1]" in err
+    assert not (tmp_path / "x").exists()
