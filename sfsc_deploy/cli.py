@@ -194,6 +194,138 @@ def slice_cmd(
     )
 
 
+def _dataset(data: str, fmt: str | None, synthetic_seed: int):
+    from .data import load_dataset
+    from .data.synthetic import SyntheticConfig
+
+    return load_dataset(data, fmt, synthetic=SyntheticConfig(seed=synthetic_seed))
+
+
+DataOpt = Annotated[str, typer.Option("--data", help="'synthetic' (built in) or a dataset folder.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="market1501 | market1501-heldout | folder (default: detected)."),
+]
+SynthSeedOpt = Annotated[int, typer.Option(help="Seed of the built-in synthetic dataset.")]
+
+
+@app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    data: DataOpt = "synthetic",
+    fmt: FormatOpt = None,
+    arch: Annotated[
+        str, typer.Option(help="resnet18 | resnet50 | mobilenet_v2 | shufflenet_v2")
+    ] = "resnet18",
+    widths: Annotated[
+        str, typer.Option(help="Narrow widths to train; 1.0 is always trained.")
+    ] = "0.25,0.5,0.75",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="sfsc | bct-s | asym-s | lce-s (one switchable network); "
+            "unified | bct | asym (one network per width)."
+        ),
+    ] = "sfsc",
+    loss: Annotated[
+        str, typer.Option(help="Full model's loss: softmax | softmax+triplet | circle.")
+    ] = "softmax",
+    aggregation: Annotated[
+        str | None, typer.Option(help="sum | project (default: project for sfsc, sum otherwise).")
+    ] = None,
+    kl: Annotated[str, typer.Option(help="SFSC KL term: paper (on α) | sensoy (on α̃, annealed).")] = "paper",
+    kl_weight: Annotated[float, typer.Option(help="λ of the SFSC KL term.")] = 0.2,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
+    batch_ids: Annotated[int, typer.Option(help="Identities per batch (P).")] = 16,
+    batch_k: Annotated[int, typer.Option(help="Images per identity (K).")] = 4,
+    optimizer: Annotated[str, typer.Option(help="adam | sgd (momentum 0.9, Nesterov).")] = "adam",
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3.5e-4,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
+    warmup_epochs: Annotated[float, typer.Option(help="Linear warm-up length in epochs.")] = 1.0,
+    schedule: Annotated[str, typer.Option(help="cosine | step (x0.1 at 50% and 75%).")] = "cosine",
+    erasing: Annotated[float, typer.Option(help="Random-erasing probability.")] = 0.0,
+    val_ids: Annotated[
+        int,
+        typer.Option(
+            help="Carve this many training identities out as a "
+            "validation split (for tuning; never the test ids)."
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, batches and augmentation.")] = 0,
+    feature_dim: Annotated[int, typer.Option(help="Retrieval feature dimension D.")] = 512,
+    width_mult: Annotated[float, typer.Option(help="Base-width multiplier (0.5 = ResNet base 32).")] = 1.0,
+    input_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH of the model input.")] = "256x128",
+    divisor: Annotated[int, typer.Option(help="Channel divisor of the sliced widths.")] = 8,
+    synthetic_seed: SynthSeedOpt = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last epoch.")] = False,
+    force: Annotated[bool, typer.Option(help="Start over in a non-empty --out.")] = False,
+) -> None:
+    """Train SFSC (or a baseline) and write checkpoints, a JSONL log and networks.json."""
+    from .models import ArchOptions
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    cfg = TrainConfig(
+        method=method,
+        loss=loss,
+        aggregation=aggregation,
+        kl=kl,
+        kl_weight=kl_weight,
+        epochs=epochs,
+        batch_ids=batch_ids,
+        batch_k=batch_k,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        schedule=schedule,
+        erasing=erasing,
+        val_ids=val_ids,
+        seed=seed,
+    )
+    options = ArchOptions(width_mult=width_mult, input_size=_input_size(input_size), divisor=divisor)
+    splits = _dataset(data, fmt, synthetic_seed)
+    result = run_training(
+        splits,
+        arch,
+        widths,
+        cfg,
+        out_dir,
+        feature_dim=feature_dim,
+        options=options,
+        resume=resume,
+        force=force,
+    )
+    out.print(
+        f"trained {cfg.method} ({cfg.aggregation}) on {splits.name}: "
+        f"{len(result.networks)} widths → {out_dir}/networks.json"
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint_path: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or run directory.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the matrix JSON/Markdown/PNG.")],
+    data: DataOpt = "synthetic",
+    fmt: FormatOpt = None,
+    synthetic_seed: SynthSeedOpt = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    flip: Annotated[bool, typer.Option(help="Average features with the flipped image.")] = False,
+) -> None:
+    """Cross-width compatibility matrix M(φ_q, φ_g) and the compatibility rule per pair."""
+    from .evaluation.report import matrix_markdown
+    from .evaluation_runs import evaluate_run
+
+    splits = _dataset(data, fmt, synthetic_seed)
+    matrix = evaluate_run(checkpoint_path, splits, out_dir, batch_size=batch_size, flip=flip)
+    out.print(matrix_markdown(matrix))
+    if matrix.all_pass():
+        out.print("compatibility rule: pass on every pair")
+    else:
+        out.print(f"compatibility rule: FAIL on some pairs (see {out_dir}/compat_matrix.md)")
+    out.print(f"wrote {out_dir}/compat_matrix.json, .md, .png")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args

@@ -138,3 +138,52 @@ def test_bad_option_values(tmp_path, capsys):
     code, _, err = run(capsys, "init", "--out", str(tmp_path / "x"), "--widths", "0.5,2")
     assert code == 2 and "outside (0, 1]" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_train_then_eval_writes_the_matrix(tmp_path, capsys):
+    run_dir, eval_dir = tmp_path / "run", tmp_path / "eval"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "synthetic",
+        "--arch",
+        "mobilenet_v2",
+        "--widths",
+        "0.5",
+        "--epochs",
+        "1",
+        "--batch-ids",
+        "8",
+        "--batch-k",
+        "2",
+        "--width-mult",
+        "0.25",
+        "--input-size",
+        "64x32",
+        "--divisor",
+        "4",
+        "--feature-dim",
+        "16",
+        "--out",
+        str(run_dir),
+    )
+    assert code == 0, err
+    assert (run_dir / "networks.json").exists() and (run_dir / "train_log.jsonl").exists()
+    code, out, err = run(
+        capsys, "eval", "--checkpoint", str(run_dir), "--data", "synthetic", "--out", str(eval_dir)
+    )
+    assert code == 0, err
+    assert "φ 0.5×" in out and "compatibility rule" in out
+    data = json.loads((eval_dir / "compat_matrix.json").read_text())
+    assert len(data["rules"]) == 1
+    assert (eval_dir / "compat_matrix.png").stat().st_size > 1000
+
+
+def test_train_bad_options_are_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--method", "magic", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--method 'magic' is not known" in err
+    code, _, err = run(capsys, "train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"))
+    assert code == 2 and "not found" in err
+    code, _, err = run(capsys, "eval", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "e"))
+    assert code == 2 and "networks.json" in err

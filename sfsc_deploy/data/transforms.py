@@ -1,0 +1,75 @@
+"""Training augmentation on torch ops, with all randomness from an explicit generator."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [N, 3, H, W] → float, (x/255 − mean)/std."""
+    x = images.float().div_(255.0)
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 [N, 3, H, W] → uint8 at ``size`` (bilinear with antialiasing)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    x = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+@dataclass
+class TrainTransform:
+    """Random flip, pad-and-crop, normalise, random erasing (Zhong et al.)."""
+
+    mean: Sequence[float]
+    std: Sequence[float]
+    flip: float = 0.5
+    pad: int = 10
+    erasing: float = 0.5
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = images.shape
+        x = images
+        if self.flip > 0:
+            flip = torch.rand(n, generator=generator) < self.flip
+            x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
+        if self.pad > 0:
+            padded = F.pad(x, (self.pad,) * 4)
+            dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator)
+            dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator)
+            rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, 3, h, w + 2 * self.pad)
+            padded = padded.gather(2, rows)
+            cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, 3, h, w)
+            x = padded.gather(3, cols)
+        out = normalize(x, self.mean, self.std)
+        if self.erasing > 0:
+            self._erase(out, generator)
+        return out
+
+    def _erase(self, x: torch.Tensor, generator: torch.Generator) -> None:
+        n, c, h, w = x.shape
+        chance = torch.rand(n, generator=generator)
+        for i in range(n):
+            if chance[i] >= self.erasing:
+                continue
+            for _ in range(10):  # a few tries to fit the rectangle, as in the original recipe
+                area = h * w * (0.02 + 0.38 * torch.rand(1, generator=generator).item())
+                ratio = math.exp(
+                    math.log(0.3)
+                    + (math.log(3.3) - math.log(0.3)) * torch.rand(1, generator=generator).item()
+                )
+                eh, ew = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+                if 0 < eh < h and 0 < ew < w:
+                    y0 = int(torch.randint(0, h - eh + 1, (1,), generator=generator))
+                    x0 = int(torch.randint(0, w - ew + 1, (1,), generator=generator))
+                    x[i, :, y0 : y0 + eh, x0 : x0 + ew] = torch.randn(c, eh, ew, generator=generator)
+                    break

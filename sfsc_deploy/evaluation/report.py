@@ -1,0 +1,102 @@
+"""Compatibility-matrix reports: JSON for machines, Markdown laid out like SFSC Table 2, a PNG heatmap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..atomic import atomic_path, write_text
+from .matrix import CompatibilityMatrix
+
+
+def width_label(w: float, prefix: str = "φ ") -> str:
+    """``φ 0.25×``, ``φ 1.0×``: the paper's notation for a sub-model."""
+    text = f"{w:g}"
+    return f"{prefix}{text if '.' in text or 'e' in text else text + '.0'}×"
+
+
+def _cell(matrix: CompatibilityMatrix, q: float, g: float) -> str:
+    return f"{matrix.value(q, g, 'mAP'):.1f} / {matrix.value(q, g, 'rank1'):.1f}"
+
+
+def matrix_markdown(matrix: CompatibilityMatrix, *, rules: bool = True, metric: str = "mAP") -> str:
+    """Table 2 layout (rows: query model, columns: gallery model, cells ``mAP / R1``), then the rule table.
+
+    No heading, so a report can embed several matrices under its own titles.
+    """
+    labels = [width_label(w) for w in matrix.widths]
+    lines = [
+        "| query φ_q ↓ · gallery φ_g → | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for q, label in zip(matrix.widths, labels, strict=True):
+        lines.append(f"| {label} | " + " | ".join(_cell(matrix, q, g) for g in matrix.widths) + " |")
+    lines.append("")
+    lines.append("Cells: mAP / rank-1 (%).")
+    if not rules:
+        return "\n".join(lines) + "\n"
+    table = matrix.rule_table(metric)
+    lines += [
+        "",
+        f"| query φ_q | gallery φ_g | {metric} M(φ_q, φ_g) | {metric} M(φ_q, φ_q) | compatible |",
+        "|---|---|---:|---:|:---:|",
+    ]
+    for row in table:
+        mark = "✅" if row["pass"] else "❌"
+        lines.append(
+            f"| {width_label(row['query'])} | {width_label(row['gallery'])} "
+            f"| {row['cross']:.1f} | {row['self']:.1f} | {mark} |"
+        )
+    passed = sum(row["pass"] for row in table)
+    lines += [
+        "",
+        f"**{passed}/{len(table)} pairs compatible** "
+        f"(rule: M(φ_q, φ_g) > M(φ_q, φ_q) for q < g, on {metric}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _heatmap(matrix: CompatibilityMatrix, path: Path, title: str) -> None:
+    """mAP heatmap drawn on a bare Figure (no pyplot), so no global backend or state is touched."""
+    n = len(matrix.widths)
+    values = [[matrix.value(q, g, "mAP") for g in matrix.widths] for q in matrix.widths]
+    fig = Figure(figsize=(1.3 * n + 2.2, 1.1 * n + 1.6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
+    for i in range(n):
+        for j in range(n):
+            v = values[i][j]
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="black" if v > 60 else "white")
+    labels = [width_label(w, prefix="") for w in matrix.widths]
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("gallery model width φ_g")
+    ax.set_ylabel("query model width φ_q")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="mAP (%)")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def write_matrix_report(
+    matrix: CompatibilityMatrix, out_dir: str | Path, *, title: str, extra: dict | None = None
+) -> dict[str, Path]:
+    """Write compat_matrix.{json,md,png} atomically into ``out_dir``; return their paths by kind."""
+    out_dir = Path(out_dir)
+    paths = {kind: out_dir / f"compat_matrix.{kind}" for kind in ("json", "md", "png")}
+    payload = {
+        "title": title,
+        "matrix": matrix.to_dict(),
+        "rules": matrix.rule_table(),
+        "all_pass": matrix.all_pass(),
+        "extra": extra or {},
+    }
+    write_text(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text(paths["md"], f"# {title}\n\n{matrix_markdown(matrix)}")
+    with atomic_path(paths["png"]) as tmp:
+        _heatmap(matrix, tmp, title)
+    return paths

@@ -1,0 +1,70 @@
+"""Evaluate a training run (or one checkpoint) on a dataset's query/gallery: the N×N matrix.
+
+Works the same for SFSC (one network serving every width) and the baselines (one network per
+width), through the run directory's ``networks.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint
+from .data.bank import build_bank
+from .data.records import ReidSplits
+from .errors import SfscError
+from .evaluation.features import extract_features
+from .evaluation.matrix import CompatibilityMatrix, compatibility_matrix
+from .evaluation.report import write_matrix_report
+from .train.run import read_networks
+
+
+def evaluate_run(
+    model_path: str | Path,
+    splits: ReidSplits,
+    out_dir: str | Path | None = None,
+    *,
+    batch_size: int = 256,
+    flip: bool = False,
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> CompatibilityMatrix:
+    method, networks = read_networks(model_path)
+    loaded = {path: checkpoint.load(path) for path in sorted(set(networks.values()))}
+    options = {
+        (n.config.options.input_size, n.config.options.mean, n.config.options.std) for n in loaded.values()
+    }
+    if len(options) != 1:
+        raise SfscError(
+            f"the networks of {model_path} use different input sizes or normalisation; "
+            f"evaluate them separately"
+        )
+    size, mean, std = options.pop()
+    query = build_bank(splits.query, size, split="query", progress=progress)
+    gallery = build_bank(splits.gallery, size, split="gallery", progress=progress)
+    qf: dict[float, torch.Tensor] = {}
+    gf: dict[float, torch.Tensor] = {}
+    for width, path in sorted(networks.items()):
+        net = loaded[path]
+        with net.at_width(width):
+            kwargs = {"batch_size": batch_size, "flip": flip, "progress": progress}
+            qf[width] = extract_features(
+                net, query.images, mean, std, description=f"query {width:g}", **kwargs
+            )
+            gf[width] = extract_features(
+                net, gallery.images, mean, std, description=f"gallery {width:g}", **kwargs
+            )
+    matrix = compatibility_matrix(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
+    if out_dir is not None:
+        info = {
+            "method": method,
+            "model": str(model_path),
+            "dataset": splits.name,
+            "num_query": len(query),
+            "num_gallery": len(gallery),
+            **(extra or {}),
+        }
+        write_matrix_report(matrix, out_dir, title=f"{method} on {splits.name}", extra=info)
+    return matrix

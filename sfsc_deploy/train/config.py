@@ -1,0 +1,80 @@
+"""Everything that defines a training run, as one dataclass (saved beside the checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..aggregation import AGGREGATIONS
+from ..errors import SfscError
+from ..losses.compat import KL_VARIANTS
+from ..losses.ori import ORI_LOSSES
+
+SWITCHABLE_METHODS = ("sfsc", "bct-s", "asym-s", "lce-s")
+SEPARATE_METHODS = ("unified", "bct", "asym")
+METHODS = SWITCHABLE_METHODS + SEPARATE_METHODS
+
+
+@dataclass
+class TrainConfig:
+    """Defaults follow method.md §6's calibration point (Adam 3.5e-4, wd 5e-4, LS 0.1, batch 64)."""
+
+    method: str = "sfsc"
+    loss: str = "softmax"
+    aggregation: str | None = None  # None: project for sfsc, sum for every other method
+    kl: str = "paper"
+    kl_weight: float = 0.2
+    kl_anneal_epochs: int = 10  # sensoy variant only: λ ramps up linearly over these epochs
+    evidence_clamp: float = 10.0
+    asym_mode: str = "contrastive"
+    asym_margin: float = 0.7
+    label_smoothing: float = 0.1
+    triplet_margin: float = 0.3
+    epochs: int = 12
+    batch_ids: int = 16
+    batch_k: int = 4
+    optimizer: str = "adam"
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of run
+    flip: float = 0.5
+    pad: int = 10
+    erasing: float = 0.0
+    val_ids: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.aggregation is None:
+            self.aggregation = "project" if self.method == "sfsc" else "sum"
+        checks = [
+            ("method", self.method, METHODS),
+            ("loss", self.loss, ORI_LOSSES),
+            ("aggregation", self.aggregation, AGGREGATIONS),
+            ("kl", self.kl, KL_VARIANTS),
+            ("asym_mode", self.asym_mode, ("contrastive", "regression")),
+            ("optimizer", self.optimizer, ("adam", "sgd")),
+            ("schedule", self.schedule, ("cosine", "step")),
+        ]
+        for name, value, valid in checks:
+            if value not in valid:
+                raise SfscError(
+                    f"--{name.replace('_', '-')} {value!r} is not known; choose one of: {', '.join(valid)}"
+                )
+        if self.epochs < 1 or self.batch_ids < 2 or self.batch_k < 1:
+            raise SfscError("need --epochs >= 1, --batch-ids >= 2 and --batch-k >= 1")
+        if not self.lr > 0:
+            raise SfscError(f"--lr must be > 0, got {self.lr}")
+
+    @property
+    def switchable(self) -> bool:
+        return self.method in SWITCHABLE_METHODS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(**data)

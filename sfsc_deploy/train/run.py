@@ -1,0 +1,163 @@
+"""One training run per method: the switchable methods train one network, the baselines several.
+
+Every run directory has ``networks.json`` mapping each width to the checkpoint (and width) that
+serves it, so evaluation and export treat SFSC and the baselines alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import write_text
+from ..channels import parse_widths
+from ..data.bank import ImageBank, build_bank
+from ..data.records import ReidSplits, split_validation
+from ..errors import SfscError
+from ..models import ArchOptions, SwitchableNet, build
+from .config import TrainConfig
+from .tasks import one_to_one_task, switchable_tasks
+from .trainer import CHECKPOINT, Reference, Trainer
+
+NETWORKS = "networks.json"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    method: str
+    networks: dict[float, Path] = field(default_factory=dict)  # width -> checkpoint serving it
+
+
+def _validator(val: tuple[ImageBank, ImageBank] | None, widths: list[float]):
+    """mAP on the validation identities carved from the training set (never the test ids)."""
+    if val is None:
+        return None
+    from ..evaluation import compatibility_matrix, extract_features
+
+    query, gallery = val
+
+    def validate(net: SwitchableNet) -> dict[str, Any]:
+        opts = net.config.options
+        qf, gf = {}, {}
+        for w in [w for w in widths if w in net.widths]:
+            with net.at_width(w):
+                qf[w] = extract_features(net, query.images, opts.mean, opts.std)
+                gf[w] = extract_features(net, gallery.images, opts.mean, opts.std)
+        matrix = compatibility_matrix(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
+        return {f"mAP/{q:g}->{g:g}": round(m.mAP, 2) for (q, g), m in matrix.metrics.items()}
+
+    return validate
+
+
+def train(
+    splits: ReidSplits,
+    arch: str,
+    widths: list[float] | str,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    feature_dim: int = 512,
+    options: ArchOptions | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg.method`` on ``splits.train`` and write the run directory ``out_dir``."""
+    out_dir = Path(out_dir)
+    widths = parse_widths(widths)
+    options = options or ArchOptions()
+    if out_dir.exists() and any(out_dir.iterdir()) and not (resume or force):
+        raise SfscError(
+            f"{out_dir} already holds a run; pass --resume to continue it, --force to "
+            f"start over, or choose another --out"
+        )
+    train_records, num_classes, val = splits.train, splits.num_classes, None
+    if cfg.val_ids:
+        train_records, vq, vg = split_validation(splits.train, cfg.val_ids, cfg.seed)
+        num_classes = len({r.pid for r in train_records})
+        val = (
+            build_bank(vq, options.input_size, split="val-query", progress=progress),
+            build_bank(vg, options.input_size, split="val-gallery", progress=progress),
+        )
+    bank = build_bank(train_records, options.input_size, split="train", progress=progress)
+    validate = _validator(val, widths)
+
+    def new_net(net_widths: list[float]) -> SwitchableNet:
+        torch.manual_seed(cfg.seed)
+        return build(arch, net_widths, feature_dim, num_classes, **vars(options))
+
+    def fit(net, tasks, run_dir, reference=None, label="train") -> Path:
+        trainer = Trainer(net, tasks, cfg, bank, run_dir, reference, validate, progress, label)
+        if resume and (Path(run_dir) / CHECKPOINT).exists():
+            trainer.resume()
+        return trainer.fit()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = TrainResult(out_dir, cfg.method)
+    if cfg.switchable:
+        net = new_net(widths)
+        ck = fit(net, switchable_tasks(cfg, widths), out_dir, label=f"{cfg.method} {arch}")
+        result.networks = {w: ck for w in widths}
+    else:
+        full_dir = out_dir / "w1"
+        full_ck = fit(
+            new_net([1.0]), [one_to_one_task(cfg, 1.0, "unified")], full_dir, label=f"{cfg.method} {arch} 1.0"
+        )
+        result.networks[1.0] = full_ck
+        reference = None
+        if cfg.method in ("bct", "asym"):
+            from .. import checkpoint
+
+            frozen = checkpoint.load(full_ck).requires_grad_(False)
+            reference = Reference(frozen)
+        for w in [w for w in widths if w < 1.0]:
+            kind = "unified" if cfg.method == "unified" else cfg.method
+            run_dir = out_dir / f"w{w:g}"
+            result.networks[w] = fit(
+                new_net([w]),
+                [one_to_one_task(cfg, w, kind)],
+                run_dir,
+                reference,
+                label=f"{cfg.method} {arch} {w:g}",
+            )
+    write_networks(result)
+    return result
+
+
+def write_networks(result: TrainResult) -> Path:
+    data = {
+        "method": result.method,
+        "networks": [
+            {"width": w, "checkpoint": str(p.relative_to(result.out_dir))}
+            for w, p in sorted(result.networks.items())
+        ],
+    }
+    return write_text(result.out_dir / NETWORKS, json.dumps(data, indent=2) + "\n")
+
+
+def read_networks(path: str | Path) -> tuple[str, dict[float, Path]]:
+    """(method, width -> checkpoint) from a run directory, or a single checkpoint file."""
+    path = Path(path)
+    if path.is_file():
+        from .. import checkpoint
+
+        header = checkpoint.read_header(path)
+        method = (header.get("extra", {}).get("training") or {}).get("method", "switchable")
+        from ..models import NetConfig
+
+        return method, {w: path for w in NetConfig.from_dict(header["config"]).all_widths}
+    manifest = path / NETWORKS
+    if not manifest.exists():
+        if (path / CHECKPOINT).exists():
+            return read_networks(path / CHECKPOINT)
+        raise SfscError(
+            f"{path} is neither a checkpoint nor a training run directory (no "
+            f"{NETWORKS}); pass the --out of `sfsc-deploy train` or a .safetensors file"
+        )
+    data = json.loads(manifest.read_text())
+    return data["method"], {float(n["width"]): path / n["checkpoint"] for n in data["networks"]}

@@ -1,0 +1,229 @@
+"""The training loop of one network: k tasks per step, aggregated gradients, epoch checkpoints.
+
+Per step every task does its own forward and ``autograd.grad`` (so only one graph is alive at a
+time), its flattened gradient becomes a row of the k×P matrix G, and the aggregation turns G
+into one update. Every random choice (batches, augmentation, projection order) comes from
+generators seeded by (seed, epoch), so resuming at an epoch boundary continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import checkpoint
+from ..aggregation import aggregate
+from ..data.bank import ImageBank
+from ..data.sampler import PKSampler
+from ..data.transforms import TrainTransform
+from ..errors import SfscError
+from ..models import SwitchableNet
+from .config import TrainConfig
+from .schedule import lr_factor
+from .state import load_state, save_state
+from .tasks import StepContext, Task
+
+CHECKPOINT, STATE, LOG = "checkpoint.safetensors", "train_state.safetensors", "train_log.jsonl"
+
+
+class TrainingDiverged(SfscError):
+    """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class Reference:
+    """A frozen full model for the one-to-one baselines."""
+
+    net: SwitchableNet
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.eval()(x)
+
+
+def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+    )
+
+
+def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+
+
+def _uncertainty(logits: torch.Tensor) -> float:
+    """Evidential u = C / S of the batch, logged for every width (paper Fig. 5)."""
+    alpha = logits.detach().double().clamp(-10, 10).exp() + 1
+    return float((logits.shape[1] / alpha.sum(dim=1)).mean())
+
+
+class Trainer:
+    def __init__(
+        self,
+        net: SwitchableNet,
+        tasks: list[Task],
+        cfg: TrainConfig,
+        bank: ImageBank,
+        run_dir: str | Path,
+        reference: Reference | None = None,
+        validate: Callable[[SwitchableNet], dict[str, Any]] | None = None,
+        progress: bool = True,
+        label: str = "train",
+    ) -> None:
+        self.net, self.tasks, self.cfg, self.bank = net, tasks, cfg, bank
+        self.run_dir = Path(run_dir)
+        self.reference, self.validate, self.progress, self.label = reference, validate, progress, label
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.optimizer = _optimizer(cfg, self.params)
+        self.sampler = PKSampler(bank.pids, cfg.batch_ids, cfg.batch_k, cfg.seed)
+        self.transform = TrainTransform(
+            net.config.options.mean, net.config.options.std, flip=cfg.flip, pad=cfg.pad, erasing=cfg.erasing
+        )
+        self.steps_per_epoch = len(self.sampler.batches(0))
+        self.grads = torch.empty(len(tasks), sum(p.numel() for p in self.params))
+        self.start_epoch, self.step = 0, 0
+
+    # ----------------------------------------------------------------------------------- state
+    def resume(self) -> None:
+        ck, state = self.run_dir / CHECKPOINT, self.run_dir / STATE
+        if not ck.exists():
+            raise SfscError(f"cannot resume: no {CHECKPOINT} in {self.run_dir}; start without --resume")
+        saved = checkpoint.load(ck)
+        self.net.load_state_dict(saved.state_dict())
+        info = load_state(state, self.optimizer)
+        if info["config"] != self.cfg.to_dict():
+            raise SfscError(
+                f"cannot resume {self.run_dir}: it was started with other options; "
+                f"use the same options or a new --out"
+            )
+        self.start_epoch, self.step = info["epoch"] + 1, info["step"]
+        log = self.run_dir / LOG
+        if log.exists():  # drop entries of the epoch that was interrupted
+            kept = [
+                line
+                for line in log.read_text().splitlines()
+                if line and json.loads(line)["epoch"] <= info["epoch"]
+            ]
+            log.write_text("".join(line + "\n" for line in kept))
+
+    def _save(self, epoch: int, val: dict[str, Any] | None) -> None:
+        training = {
+            "method": self.cfg.method,
+            "epoch": epoch,
+            "epochs": self.cfg.epochs,
+            "config": self.cfg.to_dict(),
+            "label": self.label,
+            "val": val,
+        }
+        checkpoint.save(self.net, self.run_dir / CHECKPOINT, training=training)
+        save_state(
+            self.run_dir / STATE,
+            self.optimizer,
+            {"epoch": epoch, "step": self.step, "config": self.cfg.to_dict()},
+        )
+
+    # ------------------------------------------------------------------------------------ step
+    def _train_step(
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int, gen: torch.Generator
+    ) -> dict[str, Any]:
+        ctx = StepContext(epoch, self.net.classifier.weight)
+        if self.reference is not None:
+            ctx.reference_features = self.reference.features(x)
+            ctx.reference_classifier = self.reference.net.classifier
+        record: dict[str, Any] = {}
+        for i, task in enumerate(self.tasks):
+            self.net.set_width(task.width)
+            out = self.net(x)
+            if ctx.reference_features is None and task.width == 1.0:
+                ctx.reference_features = out.features.detach()
+            loss = task.loss(out, y, ctx)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"{task.name} loss of width {task.width:g} became {loss.item()} at epoch "
+                    f"{epoch + 1}, step {self.step + 1}; kept the last good checkpoint in "
+                    f"{self.run_dir}; lower --lr or check the data"
+                )
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+            torch.cat(
+                [
+                    g.reshape(-1) if g is not None else torch.zeros(p.numel())
+                    for g, p in zip(grads, self.params, strict=True)
+                ],
+                out=self.grads[i],
+            )
+            record[f"loss/{task.width:g}"] = loss.item()
+            record[f"uncertainty/{task.width:g}"] = _uncertainty(out.logits)
+        self.net.set_width(1.0)
+        agg = aggregate(self.grads, self.cfg.aggregation, gen)
+        offset = 0
+        for p in self.params:
+            p.grad = agg.direction[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+        factor = lr_factor(self.cfg, self.step, self.steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * factor
+        self.optimizer.step()
+        self.step += 1
+        for task, norm in zip(self.tasks, agg.grad_norms, strict=True):
+            record[f"grad_norm/{task.width:g}"] = norm
+        record.update(conflicts=agg.conflicts, lr=self.cfg.lr * factor)
+        return record
+
+    # ------------------------------------------------------------------------------------ loop
+    def fit(self) -> Path:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        total = self.cfg.epochs * self.steps_per_epoch
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
+        with (
+            Progress(*columns, disable=not self.progress, transient=False) as bar,
+            open(self.run_dir / LOG, "a") as log,
+        ):
+            job = bar.add_task(
+                self.label, total=total, completed=self.start_epoch * self.steps_per_epoch, status=""
+            )
+            for epoch in range(self.start_epoch, self.cfg.epochs):
+                self.net.train()
+                batches = self.sampler.batches(epoch)
+                aug, agg_gen = _generator(self.cfg.seed, epoch, 1), _generator(self.cfg.seed, epoch, 2)
+                for idx in batches:
+                    tic = time.perf_counter()
+                    index = torch.as_tensor(idx)
+                    x = self.transform(self.bank.images[index], aug)
+                    record = self._train_step(x, self.bank.pids[index], epoch, agg_gen)
+                    speed = len(idx) / (time.perf_counter() - tic)
+                    record = {"epoch": epoch, "step": self.step, **record, "images_per_s": speed}
+                    log.write(json.dumps(record) + "\n")
+                    main_loss = record[f"loss/{self.tasks[0].width:g}"]
+                    bar.update(job, advance=1, status=f"loss {main_loss:.3f}  {speed:.0f} img/s")
+                log.flush()
+                val = self.validate(self.net) if self.validate else None
+                if val is not None:
+                    log.write(json.dumps({"epoch": epoch, "step": self.step, "val": val}) + "\n")
+                    log.flush()
+                self._save(epoch, val)
+        self.net.eval()
+        return self.run_dir / CHECKPOINT
