@@ -21,7 +21,7 @@ from ..errors import SfscError
 from ..models import ArchOptions, SwitchableNet, build
 from .config import TrainConfig
 from .tasks import one_to_one_task, switchable_tasks
-from .trainer import CHECKPOINT, Reference, Trainer
+from .trainer import CHECKPOINT, LOG, STATE, Reference, Trainer
 
 NETWORKS = "networks.json"
 
@@ -97,6 +97,8 @@ def train(
             trainer.resume()
         return trainer.fit()
 
+    if force and not resume:
+        _clear_run(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = TrainResult(out_dir, cfg.method)
     if cfg.switchable:
@@ -127,6 +129,13 @@ def train(
             )
     write_networks(result)
     return result
+
+
+def _clear_run(out_dir: Path) -> None:
+    """--force: remove the files a previous run wrote (only those, never the whole folder)."""
+    for folder in [out_dir, *sorted(out_dir.glob("w*"))]:
+        for name in (CHECKPOINT, STATE, LOG, NETWORKS):
+            (folder / name).unlink(missing_ok=True)
 
 
 def write_networks(result: TrainResult) -> Path:

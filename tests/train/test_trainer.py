@@ -149,9 +149,26 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(small_data, tm
 
 
 def test_existing_run_needs_resume_or_force(small_data, tmp_path):
-    run(small_data, tmp_path, epochs=1)
+    run(small_data, tmp_path, epochs=2)
     with pytest.raises(SfscError, match="--resume"):
         run(small_data, tmp_path, epochs=1)
+    (tmp_path / "run" / "notes.txt").write_text("keep me")
+    cfg = TrainConfig(**{**CFG, "epochs": 1})
+    train(
+        small_data,
+        "resnet18",
+        "0.25,0.5",
+        cfg,
+        tmp_path / "run",
+        feature_dim=16,
+        options=TINY_OPTIONS,
+        progress=False,
+        force=True,
+    )
+    log = [json.loads(x) for x in (tmp_path / "run" / LOG).read_text().splitlines()]
+    assert {x["epoch"] for x in log} == {0}  # the old run's lines are gone
+    assert checkpoint.read_header(tmp_path / "run" / CHECKPOINT)["extra"]["training"]["epochs"] == 1
+    assert (tmp_path / "run" / "notes.txt").read_text() == "keep me"  # only run files removed
 
 
 @pytest.mark.parametrize("method", ["unified", "bct"])
