@@ -20,7 +20,7 @@ whether it is rendered alone or in any batch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -65,47 +65,51 @@ class SyntheticConfig:
         return self
 
 
-_REGISTRY: dict[int, SyntheticConfig] = {}
+def config_key(cfg: SyntheticConfig) -> str:
+    """The whole config in the record path, so records always render with the config that made them."""
+    return (
+        f"{cfg.seed},{cfg.num_train_ids},{cfg.num_test_ids},{cfg.num_cameras},"
+        f"{cfg.images_per_id_per_camera},{cfg.height}x{cfg.width}"
+    )
 
 
 def synthetic_splits(cfg: SyntheticConfig | None = None) -> ReidSplits:
     """Train ids ``1..num_train_ids`` (relabelled), test ids after them split by the held-out query rule.
 
-    Also registers ``cfg`` under its seed so :func:`render_records` (used by the image bank) can
-    turn ``synthetic://{seed}/{index}`` paths back into pixels.
+    Paths are ``synthetic://{config}/{index}``: :func:`render_records` (used by the image bank) turns
+    them back into pixels without any global state.
     """
     cfg = (cfg or SyntheticConfig()).check()
-    _REGISTRY[cfg.seed] = replace(cfg)
+    key = config_key(cfg)
     records = []
     per_id = cfg.num_cameras * cfg.images_per_id_per_camera
     for g in range(cfg.num_train_ids + cfg.num_test_ids):
         for j in range(per_id):
             camid = j // cfg.images_per_id_per_camera + 1
-            records.append(Record(f"{SCHEME}{cfg.seed}/{g * per_id + j}", g + 1, camid))
+            records.append(Record(f"{SCHEME}{key}/{g * per_id + j}", g + 1, camid))
     return heldout_splits("synthetic", records, cfg.num_test_ids)
 
 
-def parse_path(path: str) -> tuple[int, int] | None:
-    """(seed, index) of a ``synthetic://{seed}/{index}`` path, or None for a file path."""
+def parse_path(path: str) -> tuple[SyntheticConfig, int] | None:
+    """(config, index) of a ``synthetic://{config}/{index}`` path, or None for a file path."""
     if not path.startswith(SCHEME):
         return None
-    seed, _, index = path[len(SCHEME) :].partition("/")
-    return int(seed), int(index)
+    key, _, index = path[len(SCHEME) :].partition("/")
+    seed, train, test, cams, per_cam, size = key.split(",")
+    height, width = size.split("x")
+    cfg = SyntheticConfig(int(seed), int(train), int(test), int(cams), int(per_cam), int(height), int(width))
+    return cfg, int(index)
 
 
 def render_records(records: list[Record]) -> torch.Tensor:
-    """uint8 [N, 3, H, W] of synthetic records, with the config registered for their seed."""
+    """uint8 [N, 3, H, W] of synthetic records (all of one config)."""
     keys = [parse_path(r.path) for r in records]
     if any(k is None for k in keys):
         raise ValueError("render_records got a record that is not synthetic://")
-    seeds = {k[0] for k in keys}  # type: ignore[index]
-    if len(seeds) != 1:
-        raise ValueError(f"records of several synthetic seeds {sorted(seeds)} in one call")
-    seed = seeds.pop()
-    cfg = _REGISTRY.get(seed) or SyntheticConfig(seed=seed)
-    for r, (_, index) in zip(records, keys, strict=True):  # type: ignore[misc]
-        if _decode(cfg, index)[1] + 1 != r.camid:
-            raise ValueError(f"{r.path} does not match the synthetic config registered for seed {seed}")
+    configs = {config_key(k[0]) for k in keys}  # type: ignore[index]
+    if len(configs) != 1:
+        raise ValueError(f"records of several synthetic configs {sorted(configs)} in one call")
+    cfg = keys[0][0]  # type: ignore[index]
     return render_batch(cfg, [k[1] for k in keys])  # type: ignore[index]
 
 
