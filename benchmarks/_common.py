@@ -7,10 +7,14 @@ import platform
 import shlex
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
 import sfsc_deploy
+from sfsc_deploy.data import ReidSplits
+from sfsc_deploy.models import ArchOptions
+from sfsc_deploy.train import TrainConfig, train
 
 
 def provenance() -> dict:
@@ -36,3 +40,19 @@ def provenance_md(p: dict) -> str:
         f"- command: `{p['command']}`\n- machine: {p['machine']}\n- date: {p['date']}\n"
         f"- python {p['python']}, torch {p['torch']}, sfsc-deploy {p['sfsc_deploy']}\n"
     )
+
+
+def train_resumable(splits: ReidSplits, cfg: TrainConfig, run_dir: Path, options: ArchOptions) -> None:
+    """The benchmarks' ResNet-18, W = {0.25, 0.5, 0.75}, D = 256 run: skipped when finished, resumed
+    when interrupted, so a long benchmark survives being stopped."""
+    if not (run_dir / "networks.json").exists():
+        train(
+            splits,
+            "resnet18",
+            "0.25,0.5,0.75",
+            cfg,
+            run_dir,
+            feature_dim=256,
+            options=options,
+            resume=run_dir.exists(),
+        )

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md  # noqa: E402
+from benchmarks._common import provenance, provenance_md, train_resumable  # noqa: E402
 from sfsc_deploy.atomic import write_text  # noqa: E402
 from sfsc_deploy.data import load_dataset  # noqa: E402
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix  # noqa: E402
 from sfsc_deploy.evaluation.report import matrix_markdown  # noqa: E402
 from sfsc_deploy.evaluation_runs import evaluate_run  # noqa: E402
 from sfsc_deploy.models import ArchOptions  # noqa: E402
-from sfsc_deploy.train import TrainConfig, train  # noqa: E402
+from sfsc_deploy.train import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
@@ -101,17 +101,7 @@ def main() -> None:
         run_dir = work / name
         cfg = TrainConfig(method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0)
         tic = time.perf_counter()
-        if not (run_dir / "networks.json").exists():
-            train(
-                splits,
-                "resnet18",
-                "0.25,0.5,0.75",
-                cfg,
-                run_dir,
-                feature_dim=256,
-                options=options,
-                resume=run_dir.exists(),
-            )
+        train_resumable(splits, cfg, run_dir, options)
         train_s = time.perf_counter() - tic
         matrix = evaluate_run(run_dir, splits, run_dir / "eval")
         matrices[name] = matrix

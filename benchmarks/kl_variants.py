@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md  # noqa: E402
+from benchmarks._common import provenance, provenance_md, train_resumable  # noqa: E402
 from sfsc_deploy import checkpoint  # noqa: E402
 from sfsc_deploy.atomic import write_text  # noqa: E402
 from sfsc_deploy.data import load_dataset  # noqa: E402
 from sfsc_deploy.models import ArchOptions  # noqa: E402
-from sfsc_deploy.train import TrainConfig, train  # noqa: E402
+from sfsc_deploy.train import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
@@ -57,17 +57,7 @@ def main() -> None:
     for variant in ("paper", "sensoy"):
         run_dir = Path(args.work) / variant
         cfg = TrainConfig(method="sfsc", kl=variant, epochs=args.epochs, val_ids=args.val_ids)
-        if not (run_dir / "networks.json").exists():
-            train(
-                splits,
-                "resnet18",
-                "0.25,0.5,0.75",
-                cfg,
-                run_dir,
-                feature_dim=256,
-                options=options,
-                resume=run_dir.exists(),
-            )
+        train_resumable(splits, cfg, run_dir, options)
         header = checkpoint.read_header(run_dir / "checkpoint.safetensors")
         record["variants"][variant] = {
             "val": header["extra"]["training"]["val"],
