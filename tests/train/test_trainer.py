@@ -16,7 +16,7 @@ from tests.train.conftest import TINY_OPTIONS
 CFG = dict(epochs=2, batch_ids=4, batch_k=2, warmup_epochs=0.5)
 
 
-def run(data, tmp_path, name="run", **overrides):
+def run(data, tmp_path, name="run", *, resume=False, force=False, **overrides):
     cfg = TrainConfig(**{**CFG, **overrides})
     return train(
         data,
@@ -27,6 +27,8 @@ def run(data, tmp_path, name="run", **overrides):
         feature_dim=16,
         options=TINY_OPTIONS,
         progress=False,
+        resume=resume,
+        force=force,
     )
 
 
@@ -76,19 +78,8 @@ def test_log_checkpoint_and_networks(small_data, tmp_path):
 
 def test_resume_with_other_options_is_refused(small_data, tmp_path):
     run(small_data, tmp_path, epochs=1)
-    cfg = TrainConfig(**{**CFG, "lr": 1e-3})
     with pytest.raises(SfscError, match="other options"):
-        train(
-            small_data,
-            "resnet18",
-            "0.25,0.5",
-            cfg,
-            tmp_path / "run",
-            feature_dim=16,
-            options=TINY_OPTIONS,
-            progress=False,
-            resume=True,
-        )
+        run(small_data, tmp_path, lr=1e-3, resume=True)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(small_data, tmp_path, monkeypatch):
@@ -104,18 +95,7 @@ def test_interrupted_run_resumes_to_the_same_weights(small_data, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         run(small_data, tmp_path, "resumed")
     monkeypatch.setattr(Trainer, "_save", original)
-    cfg = TrainConfig(**CFG)
-    resumed = train(
-        small_data,
-        "resnet18",
-        "0.25,0.5",
-        cfg,
-        tmp_path / "resumed",
-        feature_dim=16,
-        options=TINY_OPTIONS,
-        progress=False,
-        resume=True,
-    )
+    resumed = run(small_data, tmp_path, "resumed", resume=True)
     a = checkpoint.load(straight.networks[1.0]).state_dict()
     b = checkpoint.load(resumed.networks[1.0]).state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
@@ -153,18 +133,7 @@ def test_existing_run_needs_resume_or_force(small_data, tmp_path):
     with pytest.raises(SfscError, match="--resume"):
         run(small_data, tmp_path, epochs=1)
     (tmp_path / "run" / "notes.txt").write_text("keep me")
-    cfg = TrainConfig(**{**CFG, "epochs": 1})
-    train(
-        small_data,
-        "resnet18",
-        "0.25,0.5",
-        cfg,
-        tmp_path / "run",
-        feature_dim=16,
-        options=TINY_OPTIONS,
-        progress=False,
-        force=True,
-    )
+    run(small_data, tmp_path, epochs=1, force=True)
     log = [json.loads(x) for x in (tmp_path / "run" / LOG).read_text().splitlines()]
     assert {x["epoch"] for x in log} == {0}  # the old run's lines are gone
     assert checkpoint.read_header(tmp_path / "run" / CHECKPOINT)["extra"]["training"]["epochs"] == 1
