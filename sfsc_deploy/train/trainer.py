@@ -87,8 +87,11 @@ class Trainer:
         self.transform = TrainTransform(
             net.config.options.mean, net.config.options.std, flip=cfg.flip, pad=cfg.pad, erasing=cfg.erasing
         )
-        self.steps_per_epoch = len(self.sampler.batches(0))
-        self.grads = torch.empty(len(tasks), sum(p.numel() for p in self.params))
+        self.steps_per_epoch = len(self.sampler)
+        self.sizes = [p.numel() for p in self.params]
+        self.grads = torch.empty(len(tasks), sum(self.sizes))
+        # row i of G, cut once into one view per parameter: gradients are written in place
+        self.grad_views = [row.split(self.sizes) for row in self.grads]
         self.start_epoch, self.step = 0, 0
 
     # ----------------------------------------------------------------------------------- state
@@ -152,21 +155,17 @@ class Trainer:
                     f"{self.run_dir}; lower --lr or check the data"
                 )
             grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-            torch.cat(
-                [
-                    g.reshape(-1) if g is not None else torch.zeros(p.numel())
-                    for g, p in zip(grads, self.params, strict=True)
-                ],
-                out=self.grads[i],
-            )
+            for view, g in zip(self.grad_views[i], grads, strict=True):
+                if g is None:  # e.g. another width's BatchNorm
+                    view.zero_()
+                else:
+                    view.copy_(g.reshape(-1))
             record[f"loss/{task.width:g}"] = loss.item()
             record[f"uncertainty/{task.width:g}"] = _uncertainty(out.logits)
         self.net.set_width(1.0)
         agg = aggregate(self.grads, self.cfg.aggregation, gen)
-        offset = 0
-        for p in self.params:
-            p.grad = agg.direction[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
+        for p, update in zip(self.params, agg.direction.split(self.sizes), strict=True):
+            p.grad = update.view_as(p)
         factor = lr_factor(self.cfg, self.step, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * factor
