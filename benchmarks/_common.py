@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 import sfsc_deploy
+from sfsc_deploy.atomic import write_text
 from sfsc_deploy.data import ReidSplits
 from sfsc_deploy.models import ArchOptions
 from sfsc_deploy.train import TrainConfig, train
@@ -56,3 +58,9 @@ def train_resumable(splits: ReidSplits, cfg: TrainConfig, run_dir: Path, options
             options=options,
             resume=run_dir.exists(),
         )
+
+
+def write_results(stem: Path, record: dict, md_lines: list[str]) -> None:
+    """``stem``.json and ``stem``.md, each written atomically."""
+    write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    write_text(stem.with_suffix(".md"), "\n".join(md_lines) + "\n")

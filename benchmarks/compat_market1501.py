@@ -13,14 +13,12 @@ Writes ``benchmarks/results/compat_market1501.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md, train_resumable  # noqa: E402
-from sfsc_deploy.atomic import write_text  # noqa: E402
+from benchmarks._common import provenance, provenance_md, train_resumable, write_results  # noqa: E402
 from sfsc_deploy.data import load_dataset  # noqa: E402
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix  # noqa: E402
 from sfsc_deploy.evaluation.report import matrix_markdown  # noqa: E402
@@ -134,9 +132,7 @@ def main() -> None:
         md.append(f"| {name} | " + " | ".join(f"{m.value(q, 1.0):.1f}" for q in m.widths) + " |")
     for name, m in matrices.items():
         md += ["", f"## {name}", "", matrix_markdown(m)]
-    out = Path(args.out)
-    write_text(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
+    write_results(Path(args.out), record, md)
     print("\n".join(md))
 
 

@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md, train_resumable  # noqa: E402
+from benchmarks._common import provenance, provenance_md, train_resumable, write_results  # noqa: E402
 from sfsc_deploy import checkpoint  # noqa: E402
-from sfsc_deploy.atomic import write_text  # noqa: E402
 from sfsc_deploy.data import load_dataset  # noqa: E402
 from sfsc_deploy.models import ArchOptions  # noqa: E402
 from sfsc_deploy.train import TrainConfig  # noqa: E402
@@ -82,9 +81,7 @@ def main() -> None:
             f"| {k} | {record['variants']['paper']['final_uncertainty'][k]} | "
             f"{record['variants']['sensoy']['final_uncertainty'].get(k)} |"
         )
-    out = Path(args.out)
-    write_text(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
+    write_results(Path(args.out), record, md)
     print("\n".join(md))
 
 

@@ -10,15 +10,13 @@ random statistics so the error figure would expose a wrong BN. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md  # noqa: E402
-from sfsc_deploy.atomic import write_text  # noqa: E402
+from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
 from sfsc_deploy.complexity import width_report  # noqa: E402
 from sfsc_deploy.models import build  # noqa: E402
 from sfsc_deploy.slicing import slice_error, slice_model  # noqa: E402
@@ -76,8 +74,7 @@ def main() -> None:
             )
         md.append("")
     RESULTS.mkdir(exist_ok=True)
-    write_text(RESULTS / "slicing_ratios.json", json.dumps(result, indent=2) + "\n")
-    write_text(RESULTS / "slicing_ratios.md", "\n".join(md))
+    write_results(RESULTS / "slicing_ratios", result, md)
     print("\n".join(md))
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import torch
 
+from .. import checkpoint
 from ..atomic import write_text
 from ..channels import parse_widths
 from ..data.bank import ImageBank, build_bank
 from ..data.records import ReidSplits, split_validation
 from ..errors import SfscError
-from ..models import ArchOptions, SwitchableNet, build
+from ..models import ArchOptions, NetConfig, SwitchableNet, build
 from .config import TrainConfig
 from .tasks import one_to_one_task, switchable_tasks
 from .trainer import CHECKPOINT, LOG, STATE, Reference, Trainer
@@ -113,8 +114,6 @@ def train(
         result.networks[1.0] = full_ck
         reference = None
         if cfg.method in ("bct", "asym"):
-            from .. import checkpoint
-
             frozen = checkpoint.load(full_ck).requires_grad_(False)
             reference = Reference(frozen)
         for w in [w for w in widths if w < 1.0]:
@@ -153,12 +152,8 @@ def read_networks(path: str | Path) -> tuple[str, dict[float, Path]]:
     """(method, width -> checkpoint) from a run directory, or a single checkpoint file."""
     path = Path(path)
     if path.is_file():
-        from .. import checkpoint
-
         header = checkpoint.read_header(path)
         method = (header.get("extra", {}).get("training") or {}).get("method", "switchable")
-        from ..models import NetConfig
-
         return method, {w: path for w in NetConfig.from_dict(header["config"]).all_widths}
     manifest = path / NETWORKS
     if not manifest.exists():
