@@ -13,6 +13,8 @@ Writes ``benchmarks/results/compat_market1501.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,6 +42,15 @@ RUNS = {
 }
 
 
+def cached_matrix(run_dir: Path) -> CompatibilityMatrix | None:
+    """The run's evaluation when it is newer than the run, so that parallel invocations (one method
+    each) can be combined by a last invocation without evaluating again."""
+    report = run_dir / "eval" / "compat_matrix.json"
+    if not report.exists() or report.stat().st_mtime < (run_dir / "networks.json").stat().st_mtime:
+        return None
+    return CompatibilityMatrix.from_dict(json.loads(report.read_text())["matrix"])
+
+
 def targets(matrices: dict[str, CompatibilityMatrix]) -> list[str]:
     lines = []
     sfsc = matrices.get("sfsc")
@@ -64,6 +75,7 @@ def main() -> None:
     parser.add_argument("--format", default="market1501-heldout")
     parser.add_argument("--methods", default=",".join(RUNS))
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--kl", default=None, help="SFSC KL variant (default: TrainConfig's)")
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")
     parser.add_argument("--work", default=str(ROOT / ".bench" / "compat_market1501"))
@@ -90,6 +102,7 @@ def main() -> None:
             "batch": "16x4",
             "seed": 0,
             "augmentation": "flip + pad-crop",
+            "kl": args.kl or TrainConfig().kl,
         },
         "methods": {},
     }
@@ -97,11 +110,13 @@ def main() -> None:
     for name in args.methods.split(","):
         method, aggregation = RUNS[name]
         run_dir = work / name
-        cfg = TrainConfig(method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0)
+        kl = {"kl": args.kl} if args.kl else {}
+        cfg = TrainConfig(method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0, **kl)
         tic = time.perf_counter()
         train_resumable(splits, cfg, run_dir, options)
         train_s = time.perf_counter() - tic
-        matrix = evaluate_run(run_dir, splits, run_dir / "eval")
+        matrix = cached_matrix(run_dir) or evaluate_run(run_dir, splits, run_dir / "eval")
+        shutil.copyfile(run_dir / "eval" / "compat_matrix.png", Path(f"{args.out}_{name}.png"))
         matrices[name] = matrix
         record["methods"][name] = {
             "method": method,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def save(net: SwitchableNet, path: str | os.PathLike, *, force: bool = True, **m
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": net.config.to_dict(),
         "family_id": family_id(net),
         "content_sha256": tensor_digest(tensors),
@@ -111,16 +111,22 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     return header
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> SwitchableNet:
-    """Rebuild the switchable network from a checkpoint, verifying every tensor's hash."""
-    path = Path(path)
-    header = read_header(path)
+def read_config(path: str | os.PathLike, header: dict[str, Any] | None = None) -> NetConfig:
+    """The network config of a checkpoint, without loading its tensors."""
+    header = header or read_header(path)
     try:
-        config = NetConfig.from_dict(header["config"])
+        return NetConfig.from_dict(header["config"])
     except SfscError:
         raise
     except Exception as exc:
         raise SfscError(f"{path} has an invalid network config ({exc}); re-create it") from None
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> SwitchableNet:
+    """Rebuild the switchable network from a checkpoint, verifying every tensor's hash."""
+    path = Path(path)
+    header = read_header(path)
+    config = read_config(path, header)
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception:

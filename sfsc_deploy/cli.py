@@ -326,6 +326,198 @@ def eval_cmd(
     out.print(f"wrote {out_dir}/compat_matrix.json, .md, .png")
 
 
+def _batch_range(text: str) -> tuple[int, int, int]:
+    try:
+        lo, opt, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise SfscError(f"--batch {text!r} must be three integers MIN,OPT,MAX such as 1,8,32") from None
+    return lo, opt, hi
+
+
+@app.command()
+def export(
+    checkpoint_path: Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoint file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the artifacts and manifest.json.")],
+    width: Annotated[float | None, typer.Option(help="Export this width (e.g. 0.25) as one tier.")] = None,
+    tiers: Annotated[
+        Path | None, typer.Option(help="TOML tier file (see examples/tiers.toml): export every tier.")
+    ] = None,
+    export_format: Annotated[str, typer.Option("--format", help="onnx | tensorrt (with --width).")] = "onnx",
+    precision: Annotated[
+        str, typer.Option(help="fp32 | int8 (onnx, CPU) | fp16 (tensorrt) (with --width).")
+    ] = "fp32",
+    normalize: Annotated[bool, typer.Option(help="L2-normalise features in the graph.")] = False,
+    bake_preprocess: Annotated[
+        bool, typer.Option(help="Graph takes uint8 NHWC 0-255 images and normalises them itself.")
+    ] = False,
+    batch: Annotated[str, typer.Option(help="MIN,OPT,MAX batch (TensorRT profile; recorded).")] = "1,8,32",
+    name: Annotated[str | None, typer.Option(help="Tier name for --width (default: the arch).")] = None,
+    data: Annotated[
+        str, typer.Option("--data", help="Images for calibration and parity: 'synthetic' or a dataset.")
+    ] = "synthetic",
+    data_format: Annotated[
+        str | None, typer.Option(help="Dataset layout of --data (default: detected).")
+    ] = None,
+    calibration_images: Annotated[int, typer.Option(help="Training images for int8 calibration.")] = 256,
+    parity_images: Annotated[int, typer.Option(help="Other training images for the parity check.")] = 64,
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).")] = 17,
+    simplify: Annotated[bool, typer.Option(help="Run onnxsim on the exported graph.")] = True,
+    workspace_mb: Annotated[int, typer.Option(help="TensorRT builder workspace limit.")] = 1024,
+    timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file to reuse.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+) -> None:
+    """Export sliced sub-models (one --width, or every tier of --tiers), each checked against PyTorch."""
+    from . import checkpoint
+    from .export import ExportSettings, default_images, export_tiers
+    from .tiers import Tier, load_tiers
+
+    if (width is None) == (tiers is None):
+        raise SfscError("pass exactly one of --width (one export) and --tiers (a TOML tier file)")
+    if calibration_images < 1 or parity_images < 1:
+        raise SfscError("--calibration-images and --parity-images must be >= 1")
+    config = checkpoint.read_config(checkpoint_path)
+    if tiers is not None:
+        chosen = load_tiers(tiers)
+    else:
+        w = float(width)  # type: ignore[arg-type]
+        chosen = [
+            Tier(
+                name or config.arch,
+                w,
+                export_format,
+                precision,
+                _batch_range(batch),
+                normalize=normalize,
+                bake_preprocess=bake_preprocess,
+            )
+        ]
+    images = default_images(
+        _dataset(data, data_format, 0), config.options.input_size, calibration_images, parity_images
+    )
+    settings = ExportSettings(
+        opset=opset,
+        simplify=simplify,
+        workspace_mb=workspace_mb,
+        timing_cache=str(timing_cache) if timing_cache else None,
+    )
+    manifest = export_tiers(checkpoint_path, chosen, out_dir, images, settings=settings, force=force)
+    table = Table("tier", "file", "width", "precision", "min cos", "max abs", "size")
+    for a in manifest["artifacts"]:
+        p = a["parity"]
+        table.add_row(
+            a["tier"],
+            a["file"],
+            f"{a['width']:g}",
+            a["precision"],
+            f"{p['min_cosine']:.6f}",
+            f"{p['max_abs']:.1e}",
+            _si(a["bytes"]) + "B",
+        )
+    out.print(table)
+    out.print(f"wrote {out_dir}/manifest.json ({len(manifest['artifacts'])} artifacts, all passed parity)")
+
+
+@app.command()
+def extract(
+    out_path: Annotated[Path, typer.Option("--out", help="Gallery feature file to write (.npz).")],
+    model: Annotated[Path | None, typer.Option(help="Exported artifact (.onnx or .engine).")] = None,
+    checkpoint_path: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Or a checkpoint (PyTorch).")
+    ] = None,
+    width: Annotated[float | None, typer.Option(help="Width of --checkpoint (default 1.0).")] = None,
+    data: DataOpt = "synthetic",
+    fmt: FormatOpt = None,
+    synthetic_seed: SynthSeedOpt = 0,
+    split: Annotated[str, typer.Option(help="gallery | query | train")] = "gallery",
+    dtype: Annotated[str, typer.Option(help="float32 | float16 features in the file.")] = "float32",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Features of one split (gallery by default) with ids, cameras, paths and the model's identity."""
+    import numpy as np
+
+    from .atomic import check_overwrite
+    from .data.bank import build_bank
+    from .extractors import open_extractor
+    from .gallery import Gallery, save_gallery
+
+    if split not in ("gallery", "query", "train"):
+        raise SfscError(f"--split {split!r} must be gallery, query or train")
+    if dtype not in ("float32", "float16"):
+        raise SfscError(f"--dtype {dtype!r} must be float32 or float16")
+    check_overwrite(out_path, force)
+    extractor = open_extractor(model, checkpoint=checkpoint_path, width=width, threads=threads)
+    splits = _dataset(data, fmt, synthetic_seed)
+    bank = build_bank(getattr(splits, split), extractor.info.input_size, split=split)
+    features = extractor.features(bank.images, batch_size=batch_size, progress=True, description=split)
+    meta = {**extractor.info.to_dict(), "dataset": splits.name, "split": split, "dtype": dtype}
+    gallery = Gallery(
+        features.astype(dtype), bank.pids.numpy(), bank.camids.numpy(), np.asarray(bank.paths), meta
+    )
+    save_gallery(gallery, out_path, force=force)
+    out.print(
+        f"wrote {out_path}: {len(gallery)} × {features.shape[1]} {dtype} features "
+        f"({extractor.info.runtime}, width {extractor.info.width:g}, family {extractor.info.family_id[:12]})"
+    )
+
+
+@app.command()
+def verify(
+    model: Annotated[Path, typer.Option(help="Exported artifact (.onnx or .engine) to check.")],
+    gallery_path: Annotated[Path, typer.Option("--gallery", help="Gallery file from `extract`.")],
+    queries: Annotated[str, typer.Option(help="'synthetic' or a dataset folder: its query split.")],
+    fmt: FormatOpt = None,
+    synthetic_seed: SynthSeedOpt = 0,
+    checkpoint_path: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Source checkpoint: the PyTorch reference.")
+    ] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write the report as JSON.")] = None,
+    max_map_drop: Annotated[float, typer.Option(help="mAP points the artifact may lose.")] = 1.0,
+    max_rank1_drop: Annotated[float, typer.Option(help="Rank-1 points the artifact may lose.")] = 1.0,
+    min_top1_agreement: Annotated[float, typer.Option(help="Share of identical nearest neighbours.")] = 0.95,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+) -> None:
+    """Check an artifact against a gallery and its PyTorch reference; exit 0 on pass, 1 on fail."""
+    from .atomic import write_text
+    from .data.bank import build_bank
+    from .extractors import TorchExtractor, open_extractor
+    from .gallery import load_gallery
+    from .verify import VerifyTolerance
+    from .verify import verify as run_verify
+
+    gallery = load_gallery(gallery_path)
+    artifact = open_extractor(model, threads=threads)
+    reference = None
+    if checkpoint_path is not None:
+        reference = TorchExtractor.from_checkpoint(
+            checkpoint_path, artifact.info.width, normalize=artifact.info.normalized
+        )
+    splits = _dataset(queries, fmt, synthetic_seed)
+    bank = build_bank(splits.query, artifact.info.input_size, split="query")
+    tol = VerifyTolerance(max_map_drop, max_rank1_drop, min_top1_agreement)
+    report = run_verify(artifact, gallery, bank, reference, tol, progress=True)
+    table = Table(
+        "check", "value", "limit", "result", title=f"verify {model.name} against {gallery_path.name}"
+    )
+    for c in report.checks:
+        table.add_row(c.name, c.value, c.limit, "[green]pass[/]" if c.passed else "[red]FAIL[/]")
+    out.print(table)
+    got = report.metrics["artifact"]
+    line = f"artifact: mAP {got['mAP']:.2f}  R1 {got['cmc']['1']:.2f}"
+    if "reference" in report.metrics:
+        ref = report.metrics["reference"]
+        line += f"   reference: mAP {ref['mAP']:.2f}  R1 {ref['cmc']['1']:.2f}"
+    else:
+        line += "   (no --checkpoint: parity and retrieval drop not checked)"
+    out.print(line)
+    if out_path is not None:
+        write_text(out_path, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    out.print("verify: PASS" if report.passed else "verify: FAIL")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args

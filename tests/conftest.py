@@ -41,3 +41,24 @@ def tiny(arch: str = "resnet18", widths=WIDTHS, seed: int = 0, **options) -> tor
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.randn(3, 3, *INPUT, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def synthetic_small():
+    from sfsc_deploy.data import load_dataset
+    from sfsc_deploy.data.synthetic import SyntheticConfig
+
+    return load_dataset("synthetic", synthetic=SyntheticConfig(num_train_ids=32, num_test_ids=16))
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, synthetic_small) -> Path:
+    """A tiny SFSC model (widths 0.25, 0.5, 1.0) trained briefly, so retrieval figures mean something."""
+    from sfsc_deploy.models import ArchOptions
+    from sfsc_deploy.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    cfg = TrainConfig(epochs=8, lr=1e-3, batch_ids=8, batch_k=4, warmup_epochs=0.5)
+    options = ArchOptions(width_mult=0.25, input_size=INPUT, divisor=4)
+    train(synthetic_small, "resnet18", "0.25,0.5", cfg, run, feature_dim=32, options=options, progress=False)
+    return run / "checkpoint.safetensors"

@@ -187,3 +187,132 @@ def test_train_bad_options_are_one_line(tmp_path, capsys):
     assert code == 2 and "not found" in err
     code, _, err = run(capsys, "eval", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "e"))
     assert code == 2 and "networks.json" in err
+
+
+def test_export_extract_verify(ck, tmp_path, capsys):
+    exp = tmp_path / "exp"
+    code, out, err = run(
+        capsys,
+        "export",
+        "--checkpoint",
+        str(ck),
+        "--width",
+        "0.25",
+        "--precision",
+        "int8",
+        "--bake-preprocess",
+        "--calibration-images",
+        "64",
+        "--parity-images",
+        "16",
+        "--out",
+        str(exp),
+    )
+    assert code == 0, err
+    manifest = json.loads((exp / "manifest.json").read_text())
+    artifact = exp / manifest["artifacts"][0]["file"]
+    assert artifact.name == "resnet18_w0.25_int8.onnx" and artifact.exists()
+    gallery = tmp_path / "g.npz"
+    code, out, err = run(capsys, "extract", "--checkpoint", str(ck), "--out", str(gallery))
+    assert code == 0 and "features" in out, err
+    report = tmp_path / "report.json"
+    args = ["verify", "--model", str(artifact), "--gallery", str(gallery), "--queries", "synthetic"]
+    code, out, err = run(capsys, *args, "--checkpoint", str(ck), "--out", str(report))
+    assert code == 0 and "verify: PASS" in out, out + err
+    assert json.loads(report.read_text())["passed"] is True
+    code, out, _ = run(capsys, *args, "--checkpoint", str(ck), "--max-map-drop", "-100")
+    assert code == 1 and "verify: FAIL" in out  # a failed check is exit 1, not an error
+    q = tmp_path / "q.npz"
+    code, out, err = run(
+        capsys, "extract", "--model", str(artifact), "--split", "query", "--dtype", "float16", "--out", str(q)
+    )
+    assert code == 0 and "float16" in out, err
+
+
+def test_export_tiers_file(ck, tmp_path, capsys):
+    tiers = tmp_path / "tiers.toml"
+    tiers.write_text(
+        '[[tier]]\nname = "edge"\nwidth = 0.5\n\n[[tier]]\nname = "cloud"\nwidth = 1.0\nnormalize = true\n'
+    )
+    code, out, err = run(
+        capsys,
+        "export",
+        "--checkpoint",
+        str(ck),
+        "--tiers",
+        str(tiers),
+        "--out",
+        str(tmp_path / "exp"),
+        "--parity-images",
+        "8",
+        "--calibration-images",
+        "8",
+    )
+    assert code == 0, err
+    files = sorted(p.name for p in (tmp_path / "exp").iterdir())
+    assert files == ["cloud_w1_fp32.onnx", "edge_w0.5_fp32.onnx", "manifest.json"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "exactly one of --width"),
+        (["--width", "0.5", "--format", "tensorrt", "--precision", "fp16"], "tensorrt"),
+        (["--width", "0.5", "--precision", "fp16"], "fp16 is for GPUs"),
+        (["--width", "0.5", "--batch", "1,2"], "MIN,OPT,MAX"),
+        (["--width", "0.3"], "no BatchNorm"),
+        (["--width", "0.5", "--opset", "11"], "opset"),
+    ],
+)
+def test_export_bad_input_is_one_line(ck, tmp_path, capsys, extra, message):
+    from exporters.tensorrt_engine import tensorrt_unavailable
+
+    if "tensorrt" in extra and tensorrt_unavailable() is None:
+        pytest.skip("TensorRT is available here")
+    code, _, err = run(
+        capsys,
+        "export",
+        "--checkpoint",
+        str(ck),
+        "--out",
+        str(tmp_path / "exp"),
+        *extra,
+        "--parity-images",
+        "4",
+        "--calibration-images",
+        "4",
+    )
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "exp").exists()
+
+
+def test_verify_refuses_another_family(ck, tmp_path, capsys):
+    other = tmp_path / "other.safetensors"
+    assert run(capsys, "init", *TINY, "--seed", "1", "--out", str(other))[0] == 0
+    assert (
+        run(
+            capsys,
+            "export",
+            "--checkpoint",
+            str(other),
+            "--width",
+            "1.0",
+            "--out",
+            str(tmp_path / "e"),
+            "--parity-images",
+            "4",
+        )[0]
+        == 0
+    )
+    assert run(capsys, "extract", "--checkpoint", str(ck), "--out", str(tmp_path / "g.npz"))[0] == 0
+    code, _, err = run(
+        capsys,
+        "verify",
+        "--model",
+        str(tmp_path / "e" / "resnet18_w1_fp32.onnx"),
+        "--gallery",
+        str(tmp_path / "g.npz"),
+        "--queries",
+        "synthetic",
+    )
+    assert code == 2 and "model family" in err

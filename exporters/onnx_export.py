@@ -1,0 +1,82 @@
+"""Sliced model → ONNX: export with a dynamic batch axis, simplify, fully check, stamp metadata."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+
+from sfsc_deploy.atomic import write_bytes
+from sfsc_deploy.errors import SfscError
+
+from .graph import DeployGraph
+
+INPUT, OUTPUT = "images", "features"
+MIN_OPSET = 17
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    opset: int = 17
+    simplify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.opset < MIN_OPSET:
+            raise SfscError(f"opset {self.opset} is too old; use --opset {MIN_OPSET} or newer")
+
+
+def to_onnx(
+    graph: DeployGraph,
+    input_size: tuple[int, int],
+    metadata: Mapping[str, object],
+    options: OnnxOptions = OnnxOptions(),
+) -> onnx.ModelProto:
+    """The checked ONNX model of ``graph``: input ``images`` [N, 3, H, W] float32 (or [N, H, W, 3]
+    uint8 with baked preprocessing), output ``features`` [N, D], batch axis dynamic."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(
+            graph.eval(),
+            (graph.example_input(input_size),),
+            buf,
+            dynamo=False,
+            opset_version=options.opset,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    if options.simplify:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(model)
+        if not ok:
+            raise SfscError("onnxsim could not validate the simplified graph; export with --no-simplify")
+        model = simplified
+    set_metadata(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def set_metadata(model: onnx.ModelProto, metadata: Mapping[str, object]) -> None:
+    """Replace ``metadata_props`` with ``metadata`` (values as strings; bools as true/false)."""
+    props = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in metadata.items()}
+    onnx.helper.set_model_props(model, props)
+
+
+def read_metadata(model: onnx.ModelProto | str | os.PathLike) -> dict[str, str]:
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    return write_bytes(path, model.SerializeToString())

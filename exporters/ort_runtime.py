@@ -1,0 +1,52 @@
+"""Run an exported ONNX model with onnxruntime, feeding it the input its metadata says it expects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sfsc_deploy.errors import SfscError
+
+
+class OrtModel:
+    """An onnxruntime session plus the model's own description (its ``metadata_props``)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SfscError(f"ONNX model {self.path} not found; pass the .onnx file written by export")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), opts, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            first = str(exc).strip().splitlines()[0][:160]
+            raise SfscError(f"onnxruntime cannot load {self.path} ({first}); re-export it") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_uint8 = inp.type == "tensor(uint8)"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        want = np.uint8 if self.input_uint8 else np.float32
+        if images.dtype != want:
+            raise SfscError(
+                f"{self.path.name} takes {np.dtype(want).name} input, got {images.dtype}; "
+                + ("pass raw uint8 NHWC images" if self.input_uint8 else "pass normalised float32 NCHW")
+            )
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(images)})[0]

@@ -1,0 +1,211 @@
+"""Export sliced sub-models per platform tier, prove each against PyTorch, and write a manifest.
+
+Everything goes into a temporary directory that replaces ``out_dir`` only when every artifact
+passed its parity check, so a failed export never leaves a file that looks deployable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from . import __version__, checkpoint
+from .atomic import atomic_dir
+from .errors import SfscError
+from .extractors import ModelInfo, TorchExtractor
+from .hashing import file_sha256
+from .tiers import Tier
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ExportImages:
+    """Graph-independent uint8 images: ``calibration`` for int8, ``parity`` for every check."""
+
+    calibration: torch.Tensor
+    parity: torch.Tensor
+    source: str
+
+
+@dataclass
+class ExportSettings:
+    opset: int = 17
+    simplify: bool = True
+    workspace_mb: int = 1024
+    timing_cache: str | None = None
+    int8_calibration: str = "minmax"
+    progress: bool = True
+
+
+@dataclass
+class Artifact:
+    file: str
+    tier: str
+    width: float
+    format: str
+    precision: str
+    sha256: str
+    bytes: int
+    info: dict[str, Any]
+    parity: dict[str, Any]
+    tier_settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def default_images(splits, size: tuple[int, int], calibration: int = 256, parity: int = 64) -> ExportImages:
+    from .data.sample import sample_images
+
+    return ExportImages(
+        calibration=sample_images(splits, size, calibration, seed=0),
+        parity=sample_images(splits, size, parity, seed=0, skip=calibration),
+        source=splits.name,
+    )
+
+
+def _export_one(
+    net,
+    tier: Tier,
+    folder: Path,
+    images: ExportImages,
+    settings: ExportSettings,
+    source_sha: str,
+    console: Console,
+) -> Artifact:
+    from exporters.graph import DeployGraph, graph_inputs
+    from exporters.onnx_export import OnnxOptions, save_onnx, to_onnx
+    from exporters.parity import compare
+
+    if tier.width not in net.config.all_widths:
+        raise SfscError(
+            f"tier {tier.name!r}: width {tier.width:g} has no BatchNorm in this checkpoint "
+            f"(widths {', '.join(f'{w:g}' for w in net.config.all_widths)}); pick one or calibrate it"
+        )
+    if tier.format == "tensorrt":
+        from exporters.tensorrt_engine import require_tensorrt
+
+        require_tensorrt()  # fail before any work, with the reason
+    reference = TorchExtractor(net, tier.width, normalize=tier.normalize)
+    opts = net.config.options
+    info = ModelInfo(
+        **{**reference.info.to_dict(), "bake_preprocess": tier.bake_preprocess, "precision": tier.precision}
+    )
+    meta = {
+        **info.metadata(),
+        "arch": net.config.arch,
+        "tier": tier.name,
+        "source_checkpoint_sha256": source_sha,
+        "tool_version": __version__,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    graph = DeployGraph(
+        reference.graph.model,
+        opts.mean,
+        opts.std,
+        normalize=tier.normalize,
+        bake_preprocess=tier.bake_preprocess,
+    )
+    fp32 = to_onnx(
+        graph,
+        tuple(opts.input_size),
+        {**meta, "precision": "fp32"},
+        OnnxOptions(opset=settings.opset, simplify=settings.simplify),
+    )
+
+    def inputs(x: torch.Tensor) -> np.ndarray:
+        return graph_inputs(x, opts.mean, opts.std, bake_preprocess=tier.bake_preprocess).numpy()
+
+    stem = f"{tier.name}_w{tier.width:g}_{tier.precision}"
+    expected = reference.features(images.parity)
+    if tier.format == "onnx":
+        model = fp32
+        if tier.precision == "int8":
+            from exporters.quantize import quantize_int8
+
+            model = quantize_int8(fp32, inputs(images.calibration), method=settings.int8_calibration)
+        path = save_onnx(model, folder / f"{stem}.onnx")
+        from .extractors import OnnxExtractor
+
+        produced = OnnxExtractor(path).features(images.parity)
+    else:
+        from exporters.tensorrt_engine import EngineOptions, build_engine
+
+        onnx_path = save_onnx(fp32, folder / f"{stem}.source.onnx")
+        path = folder / f"{stem}.engine"
+        build_engine(
+            onnx_path,
+            path,
+            EngineOptions(tier.precision, tier.batch, settings.workspace_mb, settings.timing_cache),
+            calibration=inputs(images.calibration),
+        )
+        from .extractors import OnnxExtractor, TensorRTExtractor
+
+        expected = OnnxExtractor(onnx_path).features(images.parity)  # the engine is checked against ORT
+        produced = TensorRTExtractor(path).features(images.parity)
+    parity = compare(expected, produced, tier.precision)
+    console.print(
+        f"[bold]{tier.name}[/] width {tier.width:g} {tier.format} {tier.precision}: {parity.summary()}"
+    )
+    if not parity.passed:
+        raise SfscError(
+            f"tier {tier.name!r} failed its {tier.precision} parity check (min cos {parity.min_cosine:.5f}, "
+            f"max abs {parity.max_abs:.2e}); nothing was written — try fp32 or more calibration images"
+        )
+    return Artifact(
+        file=path.name,
+        tier=tier.name,
+        width=tier.width,
+        format=tier.format,
+        precision=tier.precision,
+        sha256=file_sha256(path),
+        bytes=path.stat().st_size,
+        info={**info.to_dict(), "source": path.name},
+        parity={**parity.to_dict(), "images_from": images.source},
+        tier_settings=tier.to_dict(),
+    )
+
+
+def export_tiers(
+    checkpoint_path: str | os.PathLike,
+    tiers: list[Tier],
+    out_dir: str | os.PathLike,
+    images: ExportImages,
+    *,
+    settings: ExportSettings | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Export every tier into ``out_dir`` (all or nothing) and return the manifest written there."""
+    settings = settings or ExportSettings()
+    console = console or Console(stderr=True, quiet=not settings.progress)
+    if not tiers:
+        raise SfscError("no tiers to export; pass --width or a --tiers file with at least one tier")
+    net = checkpoint.load(checkpoint_path)
+    source_sha = file_sha256(checkpoint_path)
+    with atomic_dir(out_dir, force=force) as tmp:
+        artifacts = [_export_one(net, t, tmp, images, settings, source_sha, console) for t in tiers]
+        manifest = {
+            "format": "sfsc-deploy/export-manifest",
+            "format_version": 1,
+            "tool_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "checkpoint": str(checkpoint_path),
+            "checkpoint_sha256": source_sha,
+            "family_id": checkpoint.family_id(net),
+            "arch": net.config.arch,
+            "feature_dim": net.config.feature_dim,
+            "artifacts": [a.to_dict() for a in artifacts],
+        }
+        text = json.dumps(manifest, indent=2) + "\n"
+        (tmp / MANIFEST).write_text(text)
+    return json.loads(text)

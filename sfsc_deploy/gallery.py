@@ -1,0 +1,73 @@
+"""Gallery feature files (.npz, no pickles): features, ids, cameras, paths and who made them."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import SfscError
+
+FORMAT = "sfsc-deploy/gallery"
+
+
+@dataclass
+class Gallery:
+    features: np.ndarray  # float32 or float16 [N, D]
+    pids: np.ndarray  # int64 [N]
+    camids: np.ndarray  # int64 [N]
+    paths: np.ndarray  # str [N]
+    meta: dict[str, Any]  # family_id, width, feature_dim, normalized, runtime, source, ...
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def save_gallery(gallery: Gallery, path: str | os.PathLike, *, force: bool = True) -> Path:
+    n = len(gallery.features)
+    if not (len(gallery.pids) == len(gallery.camids) == len(gallery.paths) == n):
+        raise SfscError("gallery features, ids, cameras and paths must have one row per image")
+    meta = {"format": FORMAT, "format_version": 1, **gallery.meta}
+    with atomic_path(path, force=force) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                features=gallery.features,
+                pids=gallery.pids.astype(np.int64),
+                camids=gallery.camids.astype(np.int64),
+                paths=np.asarray(gallery.paths, dtype=str),
+                meta=np.asarray(json.dumps(meta)),
+            )
+    return Path(path)
+
+
+def load_gallery(path: str | os.PathLike) -> Gallery:
+    path = Path(path)
+    if not path.is_file():
+        raise SfscError(f"gallery file {path} not found; create it with `sfsc-deploy extract`")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != FORMAT:
+                raise ValueError("not an sfsc-deploy gallery")
+            gallery = Gallery(
+                features=data["features"],
+                pids=data["pids"],
+                camids=data["camids"],
+                paths=data["paths"],
+                meta=meta,
+            )
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        raise SfscError(
+            f"{path} is not a readable gallery file ({reason}); re-run `sfsc-deploy extract`"
+        ) from None
+    if gallery.features.ndim != 2 or len(gallery.pids) != len(gallery.features):
+        raise SfscError(f"{path} is inconsistent (features {gallery.features.shape}); re-run extract")
+    return gallery
