@@ -473,9 +473,15 @@ def verify(
         Path | None, typer.Option("--checkpoint", help="Source checkpoint: the PyTorch reference.")
     ] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Write the report as JSON.")] = None,
-    max_map_drop: Annotated[float, typer.Option(help="mAP points the artifact may lose.")] = 1.0,
-    max_rank1_drop: Annotated[float, typer.Option(help="Rank-1 points the artifact may lose.")] = 1.0,
-    min_top1_agreement: Annotated[float, typer.Option(help="Share of identical nearest neighbours.")] = 0.95,
+    max_map_drop: Annotated[
+        float | None, typer.Option(help="mAP points the artifact may lose (default fp32 0.1, int8 1.0).")
+    ] = None,
+    max_rank1_drop: Annotated[
+        float | None, typer.Option(help="Rank-1 points it may lose (default fp32 0.1, int8 1.0).")
+    ] = None,
+    min_top1_agreement: Annotated[
+        float | None, typer.Option(help="Share of identical nearest neighbours (fp32 0.99, int8 0.85).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
     """Check an artifact against a gallery and its PyTorch reference; exit 0 on pass, 1 on fail."""
@@ -495,7 +501,12 @@ def verify(
         )
     splits = _dataset(queries, fmt, synthetic_seed)
     bank = build_bank(splits.query, artifact.info.input_size, split="query")
-    tol = VerifyTolerance(max_map_drop, max_rank1_drop, min_top1_agreement)
+    tol = VerifyTolerance.for_precision(
+        artifact.info.precision,
+        max_map_drop=max_map_drop,
+        max_rank1_drop=max_rank1_drop,
+        min_top1_agreement=min_top1_agreement,
+    )
     report = run_verify(artifact, gallery, bank, reference, tol, progress=True)
     table = Table(
         "check", "value", "limit", "result", title=f"verify {model.name} against {gallery_path.name}"
@@ -515,6 +526,155 @@ def verify(
         write_text(out_path, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     out.print("verify: PASS" if report.passed else "verify: FAIL")
     if not report.passed:
+        raise typer.Exit(1)
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise SfscError(f"{option} {text!r} must be comma-separated integers such as 1,8,32")
+    return values
+
+
+BatchesOpt = Annotated[str, typer.Option(help="Comma-separated batch sizes.")]
+ThreadsOpt = Annotated[str, typer.Option(help="Comma-separated thread counts.")]
+WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing.")]
+ItersOpt = Annotated[int, typer.Option(help="Timed runs per batch and thread count.")]
+SecondsOpt = Annotated[float | None, typer.Option(help="Stop timing a configuration after this long.")]
+CpusOpt = Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0 (emulate a small device).")]
+ProviderOpt = Annotated[str, typer.Option(help="onnxruntime execution provider.")]
+
+
+def _bench_settings(batches, threads, warmup, iters, seconds, provider, cpus):
+    from .bench import BenchSettings
+
+    return BenchSettings(
+        _ints(batches, "--batches"),
+        _ints(threads, "--threads"),
+        warmup,
+        iters,
+        seconds,
+        provider,
+        _ints(cpus, "--cpus") if cpus else None,
+    )
+
+
+@app.command()
+def bench(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for bench.json/.md and the plots.")],
+    models: Annotated[list[Path] | None, typer.Argument(help="Exported .onnx / .engine files.")] = None,
+    checkpoint_path: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Also time the PyTorch sliced model (baseline).")
+    ] = None,
+    widths: Annotated[str | None, typer.Option(help="Widths of --checkpoint to time (default: all).")] = None,
+    batches: BatchesOpt = "1,8,32",
+    threads: ThreadsOpt = "1",
+    warmup: WarmupOpt = 10,
+    iters: ItersOpt = 100,
+    seconds: SecondsOpt = None,
+    provider: ProviderOpt = "CPUExecutionProvider",
+    cpus: CpusOpt = None,
+    eval_path: Annotated[
+        Path | None, typer.Option("--eval", help="compat_matrix.json: adds the accuracy-vs-latency plot.")
+    ] = None,
+) -> None:
+    """Latency (mean, std, percentiles), throughput, memory, size, params and MACs per model."""
+    from . import checkpoint
+    from .atomic import write_text
+    from .bench import bench_targets, device_description, open_target, results_markdown, torch_target
+    from .bench_plots import accuracy_vs_latency, latency_vs_width
+    from .evaluation.report import load_matrix_report
+
+    settings = _bench_settings(batches, threads, warmup, iters, seconds, provider, cpus)
+    matrix = load_matrix_report(eval_path) if eval_path else None
+    targets = [open_target(m, provider) for m in models or []]
+    if checkpoint_path is not None:
+        net = checkpoint.load(checkpoint_path)
+        chosen = [float(w) for w in widths.split(",")] if widths else net.config.all_widths
+        targets += [torch_target(net, net.check_width(w), str(checkpoint_path)) for w in chosen]
+    if not targets:
+        raise SfscError("nothing to benchmark; pass exported models and/or --checkpoint")
+    results = bench_targets(targets, settings)
+    record = {
+        "device": device_description(),
+        "settings": {**settings.__dict__},
+        "results": [r.to_dict() for r in results],
+    }
+    table = results_markdown(results)
+    write_text(out_dir / "bench.json", json.dumps(record, indent=2, default=list) + "\n")
+    write_text(out_dir / "bench.md", f"# Benchmark on {record['device']['cpu']}\n\n{table}\n")
+    latency_vs_width(results, out_dir / "latency_vs_width.png")
+    written = ["bench.json", "bench.md", "latency_vs_width.png"]
+    if matrix is not None:
+        accuracy_vs_latency(results, matrix, out_dir / "accuracy_vs_latency.png")
+        written.append("accuracy_vs_latency.png")
+    out.print(table)
+    out.print(f"wrote {', '.join(str(out_dir / w) for w in written)}")
+
+
+@app.command()
+def profile(
+    checkpoint_path: Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoint.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Device latency table to write (JSON).")],
+    export_dir: Annotated[
+        Path | None, typer.Option(help="Reuse (or keep) the per-width ONNX exports in this folder.")
+    ] = None,
+    batches: BatchesOpt = "1,8",
+    threads: ThreadsOpt = "1",
+    warmup: WarmupOpt = 10,
+    iters: ItersOpt = 50,
+    seconds: SecondsOpt = None,
+    provider: ProviderOpt = "CPUExecutionProvider",
+    cpus: CpusOpt = None,
+) -> None:
+    """Benchmark every trained width on this machine and write its latency table for `plan`."""
+    from .planning import profile_device
+
+    settings = _bench_settings(batches, threads, warmup, iters, seconds, provider, cpus)
+    table = profile_device(checkpoint_path, out_path, settings, export_dir=export_dir)
+    grid = Table("width", "batch", "threads", "p50 ms", "p99 ms", "img/s", title=table["device"]["cpu"])
+    for e in table["entries"]:
+        lat = e["latency_ms"]
+        grid.add_row(
+            f"{e['width']:g}",
+            str(e["batch"]),
+            str(e["threads"]),
+            f"{lat['median']:.3f}",
+            f"{lat['p99']:.3f}",
+            f"{e['throughput']:.1f}",
+        )
+    out.print(grid)
+    out.print(f"wrote {out_path}")
+
+
+@app.command()
+def plan(
+    table_path: Annotated[Path, typer.Option("--table", help="Device table from `profile`.")],
+    budget_ms: Annotated[float, typer.Option(help="Latency budget per batch in ms.")],
+    percentile: Annotated[float, typer.Option(help="50 | 90 | 95 | 99 | 100 (max).")] = 99,
+    batch: Annotated[int, typer.Option(help="Batch size the device runs.")] = 1,
+    threads: Annotated[int | None, typer.Option(help="Threads (default: the fewest profiled).")] = None,
+    eval_path: Annotated[
+        Path | None, typer.Option("--eval", help="compat_matrix.json: report the expected accuracy.")
+    ] = None,
+) -> None:
+    """The widest trained width whose latency meets the budget on the profiled device (exit 1: none)."""
+    from .evaluation.report import load_matrix_report
+    from .planning import load_table, plan_width
+
+    matrix = load_matrix_report(eval_path) if eval_path else None
+    result = plan_width(
+        load_table(table_path), budget_ms, percentile=percentile, batch=batch, threads=threads, matrix=matrix
+    )
+    grid = Table("width", f"p{percentile:g} ms", "fits")
+    for c in result.candidates:
+        grid.add_row(f"{c['width']:g}", f"{c['latency_ms']:.3f}", "yes" if c["fits"] else "no")
+    out.print(grid)
+    out.print(result.message())
+    if result.width is None:
         raise typer.Exit(1)
 
 

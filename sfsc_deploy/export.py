@@ -100,8 +100,13 @@ def _export_one(
     info = ModelInfo(
         **{**reference.info.to_dict(), "bake_preprocess": tier.bake_preprocess, "precision": tier.precision}
     )
+    from .complexity import count_macs, count_params
+
+    twin = reference.graph.model
     meta = {
         **info.metadata(),
+        "params": count_params(twin),
+        "macs": count_macs(twin, tuple(opts.input_size)),
         "arch": net.config.arch,
         "tier": tier.name,
         "source_checkpoint_sha256": source_sha,

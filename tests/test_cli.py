@@ -316,3 +316,78 @@ def test_verify_refuses_another_family(ck, tmp_path, capsys):
         "synthetic",
     )
     assert code == 2 and "model family" in err
+
+
+def test_bench_profile_plan(ck, tmp_path, capsys):
+    exp = tmp_path / "exp"
+    assert (
+        run(
+            capsys,
+            "export",
+            "--checkpoint",
+            str(ck),
+            "--width",
+            "0.5",
+            "--out",
+            str(exp),
+            "--parity-images",
+            "4",
+        )[0]
+        == 0
+    )
+    assert run(capsys, "eval", "--checkpoint", str(ck), "--out", str(tmp_path / "ev"))[0] == 0
+    out_dir = tmp_path / "b"
+    code, out, err = run(
+        capsys,
+        "bench",
+        str(exp / "resnet18_w0.5_fp32.onnx"),
+        "--checkpoint",
+        str(ck),
+        "--widths",
+        "0.5",
+        "--batches",
+        "1,2",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--eval",
+        str(tmp_path / "ev" / "compat_matrix.json"),
+        "--out",
+        str(out_dir),
+    )
+    assert code == 0, err
+    record = json.loads((out_dir / "bench.json").read_text())
+    assert {(r["runtime"], r["batch"]) for r in record["results"]} == {
+        (rt, b) for rt in ("onnxruntime", "pytorch") for b in (1, 2)
+    }
+    for name in ("bench.md", "latency_vs_width.png", "accuracy_vs_latency.png"):
+        assert (out_dir / name).stat().st_size > 0
+    table = tmp_path / "dev.json"
+    code, out, err = run(
+        capsys,
+        "profile",
+        "--checkpoint",
+        str(ck),
+        "--out",
+        str(table),
+        "--batches",
+        "1",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+    )
+    assert code == 0, err
+    code, out, _ = run(
+        capsys, "plan", "--table", str(table), "--budget-ms", "100000", "--eval", str(tmp_path / "ev")
+    )
+    assert code == 0 and "width 1:" in out and "expected M(φ_1, φ_1.0)" in out
+    code, out, _ = run(capsys, "plan", "--table", str(table), "--budget-ms", "0.000001")
+    assert code == 1 and "no trained width meets" in out
+    code, _, err = run(capsys, "plan", "--table", str(table), "--budget-ms", "5", "--batch", "64")
+    assert code == 2 and "batch-64" in err
+    code, _, err = run(capsys, "bench", "--out", str(out_dir), "--batches", "x")
+    assert code == 2 and "--batches" in err
+    code, _, err = run(capsys, "bench", "--out", str(tmp_path / "none"))
+    assert code == 2 and "nothing to benchmark" in err

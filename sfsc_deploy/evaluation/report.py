@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..atomic import atomic_path, write_text
+from ..errors import SfscError
 from .matrix import CompatibilityMatrix
 
 
@@ -100,3 +101,16 @@ def write_matrix_report(
     with atomic_path(paths["png"]) as tmp:
         _heatmap(matrix, tmp, title)
     return paths
+
+
+def load_matrix_report(path: str | Path) -> CompatibilityMatrix:
+    """The matrix of a ``compat_matrix.json`` written by ``eval`` (or its directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "compat_matrix.json"
+    try:
+        return CompatibilityMatrix.from_dict(json.loads(path.read_text())["matrix"])
+    except FileNotFoundError:
+        raise SfscError(f"eval results {path} not found; run `sfsc-deploy eval` first") from None
+    except Exception:
+        raise SfscError(f"{path} is not a compat_matrix.json from `sfsc-deploy eval`") from None

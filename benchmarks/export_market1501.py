@@ -1,0 +1,148 @@
+"""Every tier of examples/tiers.toml exported from a Market-1501-trained model, and verified.
+
+For each tier: the export's parity against PyTorch (on training images), then `verify` of the
+artifact's queries against the full model's gallery (market1501-heldout test identities): the
+artifact's mAP / R1 next to its PyTorch reference's, top-1 agreement, pass/fail.
+
+    python benchmarks/export_market1501.py [--checkpoint .bench/compat_market1501/sfsc/checkpoint.safetensors]
+
+Writes ``benchmarks/results/export_market1501.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
+from sfsc_deploy.atomic import atomic_path  # noqa: E402
+from sfsc_deploy.data import load_dataset  # noqa: E402
+from sfsc_deploy.data.bank import build_bank  # noqa: E402
+from sfsc_deploy.export import default_images, export_tiers  # noqa: E402
+from sfsc_deploy.extractors import TorchExtractor, open_extractor  # noqa: E402
+from sfsc_deploy.gallery import Gallery  # noqa: E402
+from sfsc_deploy.hashing import file_sha256  # noqa: E402
+from sfsc_deploy.tiers import load_tiers  # noqa: E402
+from sfsc_deploy.verify import verify  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"{r['tier']}\n{r['width']:g} {r['precision']}" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.bar(x - 0.2, [r["reference_mAP"] for r in rows], 0.4, label="PyTorch reference")
+    ax.bar(x + 0.2, [r["artifact_mAP"] for r in rows], 0.4, label="exported artifact")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("mAP vs full-model gallery (%)")
+    ax.set_title("M(φ_tier, φ_1.0): exported vs reference")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--checkpoint", default=str(ROOT / ".bench/compat_market1501/sfsc/checkpoint.safetensors")
+    )
+    parser.add_argument("--data", default=str(MARKET))
+    parser.add_argument("--format", default="market1501-heldout")
+    parser.add_argument("--tiers", default=str(ROOT / "examples" / "tiers.toml"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "export_market1501"))
+    args = parser.parse_args()
+    splits = load_dataset(args.data, args.format)
+    full = TorchExtractor.from_checkpoint(args.checkpoint, 1.0)
+    size = full.info.input_size
+    images = default_images(splits, size, calibration=256, parity=128)
+    with tempfile.TemporaryDirectory(prefix="sfsc-export-bench-") as tmp:
+        manifest = export_tiers(args.checkpoint, load_tiers(args.tiers), Path(tmp) / "deploy", images)
+        bank = build_bank(splits.gallery, size, split="gallery")
+        gallery = Gallery(
+            full.features(bank.images, progress=True, description="gallery 1.0"),
+            bank.pids.numpy(),
+            bank.camids.numpy(),
+            np.asarray(bank.paths),
+            full.info.to_dict(),
+        )
+        queries = build_bank(splits.query, size, split="query")
+        rows = []
+        for artifact in manifest["artifacts"]:
+            extractor = open_extractor(Path(tmp) / "deploy" / artifact["file"])
+            reference = TorchExtractor.from_checkpoint(
+                args.checkpoint, extractor.info.width, normalize=extractor.info.normalized
+            )
+            report = verify(extractor, gallery, queries, reference, progress=True)
+            m = report.metrics
+            rows.append(
+                {
+                    "tier": artifact["tier"],
+                    "width": artifact["width"],
+                    "precision": artifact["precision"],
+                    "file": artifact["file"],
+                    "bytes": artifact["bytes"],
+                    "parity_min_cos": artifact["parity"]["min_cosine"],
+                    "parity_mean_cos": artifact["parity"]["mean_cosine"],
+                    "parity_max_abs": artifact["parity"]["max_abs"],
+                    "query_min_cos": m["parity"]["min_cosine"],
+                    "reference_mAP": m["reference"]["mAP"],
+                    "artifact_mAP": m["artifact"]["mAP"],
+                    "reference_R1": m["reference"]["cmc"]["1"],
+                    "artifact_R1": m["artifact"]["cmc"]["1"],
+                    "top1_agreement": m["top1_agreement"],
+                    "verify": "pass" if report.passed else "FAIL",
+                    "checks": [vars(c) for c in report.checks],
+                }
+            )
+    record = {
+        "provenance": provenance(),
+        "checkpoint": args.checkpoint,
+        "checkpoint_sha256": file_sha256(args.checkpoint),
+        "dataset": splits.name,
+        "num_query": len(queries),
+        "num_gallery": len(gallery),
+        "tiers_file": args.tiers,
+        "tiers": rows,
+    }
+    md = [
+        f"# Export and verification per tier on {splits.name}",
+        "",
+        provenance_md(record["provenance"]),
+        f"Model: `{args.checkpoint}` (sha256 {record['checkpoint_sha256'][:12]}), tiers `{args.tiers}`. "
+        f"Gallery: the full model (PyTorch) on {len(gallery)} gallery images; {len(queries)} queries. "
+        "Parity: 128 training images; int8 calibrated on 256 other training images.",
+        "",
+        "| tier | width | precision | size | parity min / mean cos | parity max abs | query min cos "
+        "| mAP ref → artifact | R1 ref → artifact | top-1 agreement | verify |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for r in rows:
+        md.append(
+            f"| {r['tier']} | {r['width']:g} | {r['precision']} | {r['bytes'] / 1e6:.2f} MB "
+            f"| {r['parity_min_cos']:.5f} / {r['parity_mean_cos']:.5f} | {r['parity_max_abs']:.1e} "
+            f"| {r['query_min_cos']:.5f} | {r['reference_mAP']:.2f} → {r['artifact_mAP']:.2f} "
+            f"| {r['reference_R1']:.2f} → {r['artifact_R1']:.2f} | {r['top1_agreement']:.4f} "
+            f"| {r['verify']} |"
+        )
+    stem = Path(args.out)
+    write_results(stem, record, md)
+    plot(rows, stem.with_suffix(".png"))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
