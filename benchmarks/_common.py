@@ -64,3 +64,33 @@ def write_results(stem: Path, record: dict, md_lines: list[str]) -> None:
     """``stem``.json and ``stem``.md, each written atomically."""
     write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     write_text(stem.with_suffix(".md"), "\n".join(md_lines) + "\n")
+
+
+def interleaved(fns: dict, rounds: int = 15, iters: int = 10, warmup: int = 5) -> dict[str, list[float]]:
+    """Per-call ms of each function, timed round-robin so that machine noise hits all alike."""
+    import time
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def median(xs: list[float]) -> float:
+    import statistics
+
+    return statistics.median(xs)
+
+
+def save_png(fig, path: Path) -> None:
+    from sfsc_deploy.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)

@@ -233,7 +233,7 @@ def train(
     aggregation: Annotated[
         str | None, typer.Option(help="sum | project (default: project for sfsc, sum otherwise).")
     ] = None,
-    kl: Annotated[str, typer.Option(help="SFSC KL term: paper (on α) | sensoy (on α̃, annealed).")] = "paper",
+    kl: Annotated[str, typer.Option(help="SFSC KL term: sensoy (on α̃, annealed) | paper (on α).")] = "sensoy",
     kl_weight: Annotated[float, typer.Option(help="λ of the SFSC KL term.")] = 0.2,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
     batch_ids: Annotated[int, typer.Option(help="Identities per batch (P).")] = 16,
