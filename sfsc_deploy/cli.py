@@ -678,6 +678,22 @@ def plan(
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for everything the demo makes.")] = Path(
+        "sfsc-demo"
+    ),
+    quick: Annotated[bool, typer.Option(help="Tiny model and data (about a minute): a smoke run.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+) -> None:
+    """Train, evaluate, export every tier, benchmark and verify, on built-in data; writes report.md."""
+    from .demo import DemoConfig, run_demo
+
+    report = run_demo(DemoConfig(out_dir, quick, seed, force), err)
+    out.print(f"wrote {report}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
