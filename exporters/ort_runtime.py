@@ -10,6 +10,30 @@ import numpy as np
 from sfsc_deploy.errors import SfscError
 
 
+def check_external_data(path: Path) -> None:
+    """Refuse a model whose external tensor data lies outside its own folder (or is missing):
+    a model file must not make the loader read arbitrary files such as ../../etc/passwd."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        raise SfscError(f"{path} is not a readable ONNX model (truncated or corrupt); re-export it") from None
+    folder = path.resolve().parent
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if not target.is_relative_to(folder):
+            raise SfscError(
+                f"{path} points tensor {tensor.name!r} at {location!r}, outside its folder; refusing to "
+                "load it — re-export the model or keep its data file beside it"
+            )
+        if not target.is_file():
+            raise SfscError(f"{path} needs its external data file {location!r}; copy it beside the model")
+
+
 class OrtModel:
     """An onnxruntime session plus the model's own description (its ``metadata_props``)."""
 
@@ -25,6 +49,7 @@ class OrtModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise SfscError(f"ONNX model {self.path} not found; pass the .onnx file written by export")
+        check_external_data(self.path)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

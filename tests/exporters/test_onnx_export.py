@@ -83,7 +83,35 @@ def test_old_opset_is_refused():
 def test_unreadable_onnx_is_one_line(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(SfscError, match="cannot load"):
+    with pytest.raises(SfscError, match="not a readable ONNX model"):
         OrtModel(bad)
     with pytest.raises(SfscError, match="not found"):
         OrtModel(tmp_path / "missing.onnx")
+
+
+def test_truncated_onnx_is_one_line(tmp_path):
+    _, model, _ = export(tmp_path)
+    data = model.SerializeToString()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SfscError, match="not a readable ONNX model|cannot load"):
+        OrtModel(tmp_path / "cut.onnx")
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path):
+    _, model, _ = export(tmp_path)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\0" * 4096)
+    inner = tmp_path / "models"
+    inner.mkdir()
+    tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "../secret.bin"
+    onnx.save(model, str(inner / "evil.onnx"))
+    with pytest.raises(SfscError, match="outside its folder"):
+        OrtModel(inner / "evil.onnx")
+    entry.value = "missing.bin"
+    onnx.save(model, str(inner / "lost.onnx"))
+    with pytest.raises(SfscError, match="external data file"):
+        OrtModel(inner / "lost.onnx")
