@@ -2,10 +2,13 @@
 
 Same data, input size, epochs and seed for every method. The CPU configuration (2 cores):
 ResNet-18 at base width 32 (``width_mult 0.5``), 128×64 input, D = 256, W = {0.25, 0.5, 0.75},
-Adam 3.5e-4, weight decay 5e-4, batch 16 ids × 4 images, flip + pad-crop, 12 epochs, seed 0.
-Runs are kept in ``--work`` and resumed, so an interrupted benchmark continues where it stopped.
+Adam 3.5e-4, weight decay 5e-4, batch 16 ids × 4 images, flip + pad-crop, seed 0, SFSC with the
+sensoy KL; 3 epochs by default, so that all six methods fit in about an hour with two methods
+running side by side on one thread each (`--epochs 12` is method.md's calibration budget).
+Runs are kept in ``--work`` and resumed, so an interrupted benchmark continues where it stopped;
+invocations with different ``--methods`` can run in parallel and a last one combines them.
 
-    python benchmarks/compat_market1501.py [--methods sfsc,unified] [--epochs 12]
+    python benchmarks/compat_market1501.py [--methods sfsc,unified] [--epochs 3]
 
 Writes ``benchmarks/results/compat_market1501.{json,md}``.
 """
@@ -74,7 +77,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(MARKET))
     parser.add_argument("--format", default="market1501-heldout")
     parser.add_argument("--methods", default=",".join(RUNS))
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--kl", default=None, help="SFSC KL variant (default: TrainConfig's)")
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")

@@ -136,6 +136,7 @@ class Target:
     file_bytes: int | None = None
     params: int | None = None
     macs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the runtime's own device memory
 
 
 def onnx_target(path: str | os.PathLike, provider: str = "CPUExecutionProvider") -> Target:
@@ -216,6 +217,8 @@ def engine_target(path: str | os.PathLike) -> Target:
             return rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
         return rng.standard_normal((batch, 3, h, w), dtype=np.float32)
 
+    engine = ext.model.engine
+    memory = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", None)
     return Target(
         Path(path).name,
         "tensorrt",
@@ -224,6 +227,7 @@ def engine_target(path: str | os.PathLike) -> Target:
         lambda threads: ext.model,
         example,
         Path(path).stat().st_size,
+        extra={"tensorrt_device_memory_bytes": memory},
     )
 
 
@@ -316,6 +320,7 @@ def bench_targets(targets: list[Target], settings: BenchSettings, progress: bool
                             target.file_bytes,
                             target.params,
                             target.macs,
+                            dict(target.extra),
                         )
                     )
                     bar.advance(task)
