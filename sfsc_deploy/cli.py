@@ -605,7 +605,17 @@ def bench(
     }
     table = results_markdown(results)
     write_text(out_dir / "bench.json", json.dumps(record, indent=2, default=list) + "\n")
-    write_text(out_dir / "bench.md", f"# Benchmark on {record['device']['cpu']}\n\n{table}\n")
+    from datetime import UTC, datetime
+
+    record["command"] = "sfsc-deploy " + " ".join(sys.argv[1:])
+    record["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    dev = record["device"]
+    header = (
+        f"# Benchmark\n\n- command: `{record['command']}`\n- machine: {dev['cpu']}, {dev['cores']} cores, "
+        f"{dev['system']}\n- date: {record['date']}\n"
+        f"- onnxruntime {dev['onnxruntime']}, torch {dev['torch']}\n"
+    )
+    write_text(out_dir / "bench.md", f"{header}\n{table}\n")
     latency_vs_width(results, out_dir / "latency_vs_width.png")
     written = ["bench.json", "bench.md", "latency_vs_width.png"]
     if matrix is not None:
