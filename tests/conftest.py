@@ -58,7 +58,7 @@ def trained_checkpoint(tmp_path_factory, synthetic_small) -> Path:
     from sfsc_deploy.train import TrainConfig, train
 
     run = tmp_path_factory.mktemp("trained") / "run"
-    cfg = TrainConfig(epochs=8, lr=1e-3, batch_ids=8, batch_k=4, warmup_epochs=0.5)
+    cfg = TrainConfig(epochs=8, lr=3e-3, batch_ids=8, batch_k=4, warmup_epochs=0.5)
     options = ArchOptions(width_mult=0.25, input_size=INPUT, divisor=4)
     train(synthetic_small, "resnet18", "0.25,0.5", cfg, run, feature_dim=32, options=options, progress=False)
     return run / "checkpoint.safetensors"
