@@ -44,14 +44,16 @@ def provenance_md(p: dict) -> str:
     )
 
 
-def train_resumable(splits: ReidSplits, cfg: TrainConfig, run_dir: Path, options: ArchOptions) -> None:
+def train_resumable(
+    splits: ReidSplits, cfg: TrainConfig, run_dir: Path, options: ArchOptions, widths: str = "0.25,0.5,0.75"
+) -> None:
     """The benchmarks' ResNet-18, W = {0.25, 0.5, 0.75}, D = 256 run: skipped when finished, resumed
     when interrupted, so a long benchmark survives being stopped."""
     if not (run_dir / "networks.json").exists():
         train(
             splits,
             "resnet18",
-            "0.25,0.5,0.75",
+            widths,
             cfg,
             run_dir,
             feature_dim=256,

@@ -238,6 +238,13 @@ def train(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
     batch_ids: Annotated[int, typer.Option(help="Identities per batch (P).")] = 16,
     batch_k: Annotated[int, typer.Option(help="Images per identity (K).")] = 4,
+    sampler: Annotated[
+        str,
+        typer.Option(
+            help="pk: P identities × K images per batch; random: shuffled batches of P·K images "
+            "(softmax/circle only)."
+        ),
+    ] = "pk",
     optimizer: Annotated[str, typer.Option(help="adam | sgd (momentum 0.9, Nesterov).")] = "adam",
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3.5e-4,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
@@ -274,6 +281,7 @@ def train(
         epochs=epochs,
         batch_ids=batch_ids,
         batch_k=batch_k,
+        sampler=sampler,
         optimizer=optimizer,
         lr=lr,
         weight_decay=weight_decay,

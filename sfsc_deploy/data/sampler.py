@@ -43,3 +43,23 @@ class PKSampler:
                 if len(out) == len(self):
                     break
         return out
+
+
+class RandomSampler:
+    """Shuffled batches of ``size`` images, no identity balance: the plain classification recipe.
+
+    Same interface as :class:`PKSampler` (a pure function of seed and epoch), so resuming stays exact.
+    """
+
+    def __init__(self, count: int, size: int, seed: int = 0) -> None:
+        if count < size:
+            raise SfscError(f"need at least {size} images per batch, found {count}; lower the batch size")
+        self.count, self.batch, self.seed = count, size, seed
+
+    def __len__(self) -> int:
+        return self.count // self.batch
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        order = list(range(self.count))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return [order[i * self.batch : (i + 1) * self.batch] for i in range(len(self))]

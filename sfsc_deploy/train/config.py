@@ -13,6 +13,7 @@ from ..losses.ori import ORI_LOSSES
 SWITCHABLE_METHODS = ("sfsc", "bct-s", "asym-s", "lce-s")
 SEPARATE_METHODS = ("unified", "bct", "asym")
 METHODS = SWITCHABLE_METHODS + SEPARATE_METHODS
+SAMPLERS = ("pk", "random")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TrainConfig:
     epochs: int = 12
     batch_ids: int = 16
     batch_k: int = 4
+    sampler: str = "pk"  # pk: P ids × K images; random: shuffled batches of P·K (method.md §6's recipe)
     optimizer: str = "adam"
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
@@ -57,6 +59,7 @@ class TrainConfig:
             ("asym_mode", self.asym_mode, ("contrastive", "regression")),
             ("optimizer", self.optimizer, ("adam", "sgd")),
             ("schedule", self.schedule, ("cosine", "step")),
+            ("sampler", self.sampler, SAMPLERS),
         ]
         for name, value, valid in checks:
             if value not in valid:
@@ -65,6 +68,11 @@ class TrainConfig:
                 )
         if self.epochs < 1 or self.batch_ids < 2 or self.batch_k < 1:
             raise SfscError("need --epochs >= 1, --batch-ids >= 2 and --batch-k >= 1")
+        if self.sampler == "random" and (self.loss == "softmax+triplet" or "asym" in self.method):
+            raise SfscError(
+                f"--sampler random gives batches with almost no same-identity pairs, which "
+                f"{'the triplet loss' if 'triplet' in self.loss else self.method} needs; use --sampler pk"
+            )
         if not self.lr > 0:
             raise SfscError(f"--lr must be > 0, got {self.lr}")
 

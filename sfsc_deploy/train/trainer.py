@@ -20,7 +20,7 @@ import torch
 from .. import checkpoint
 from ..aggregation import aggregate
 from ..data.bank import ImageBank
-from ..data.sampler import PKSampler
+from ..data.sampler import PKSampler, RandomSampler
 from ..data.transforms import TrainTransform
 from ..errors import SfscError
 from ..models import SwitchableNet
@@ -83,7 +83,11 @@ class Trainer:
         self.reference, self.validate, self.progress, self.label = reference, validate, progress, label
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.optimizer = _optimizer(cfg, self.params)
-        self.sampler = PKSampler(bank.pids, cfg.batch_ids, cfg.batch_k, cfg.seed)
+        self.sampler = (
+            PKSampler(bank.pids, cfg.batch_ids, cfg.batch_k, cfg.seed)
+            if cfg.sampler == "pk"
+            else RandomSampler(len(bank.pids), cfg.batch_ids * cfg.batch_k, cfg.seed)
+        )
         self.transform = TrainTransform(
             net.config.options.mean, net.config.options.std, flip=cfg.flip, pad=cfg.pad, erasing=cfg.erasing
         )

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sfsc_deploy.data.sampler import PKSampler
+from sfsc_deploy.data.sampler import PKSampler, RandomSampler
 from sfsc_deploy.errors import SfscError
 
 
@@ -27,3 +27,19 @@ def test_batches_are_a_function_of_seed_and_epoch():
 def test_too_few_identities():
     with pytest.raises(SfscError, match="lower --batch-ids"):
         PKSampler([0, 0, 1, 1], p=4, k=2)
+
+
+def test_random_batches_are_distinct_images_from_one_shuffle():
+    sampler = RandomSampler(50, 8, seed=0)
+    batches = sampler.batches(0)
+    assert len(batches) == len(sampler) == 6 and all(len(b) == 8 for b in batches)
+    flat = [i for b in batches for i in b]
+    assert len(set(flat)) == 48  # without replacement; the last 2 of this epoch's order are dropped
+    assert flat != sorted(flat)
+    assert sampler.batches(0) == RandomSampler(50, 8, seed=0).batches(0)
+    assert sampler.batches(0) != sampler.batches(1)
+
+
+def test_random_sampler_needs_a_full_batch():
+    with pytest.raises(SfscError, match="lower the batch size"):
+        RandomSampler(5, 8)

@@ -82,8 +82,9 @@ def test_resume_with_other_options_is_refused(small_data, tmp_path):
         run(small_data, tmp_path, lr=1e-3, resume=True)
 
 
-def test_interrupted_run_resumes_to_the_same_weights(small_data, tmp_path, monkeypatch):
-    straight = run(small_data, tmp_path, "straight")
+@pytest.mark.parametrize("sampler", ["pk", "random"])
+def test_interrupted_run_resumes_to_the_same_weights(small_data, tmp_path, monkeypatch, sampler):
+    straight = run(small_data, tmp_path, "straight", sampler=sampler)
     original = Trainer._save
 
     def die_after_first_epoch(self, epoch, val):
@@ -93,9 +94,9 @@ def test_interrupted_run_resumes_to_the_same_weights(small_data, tmp_path, monke
 
     monkeypatch.setattr(Trainer, "_save", die_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        run(small_data, tmp_path, "resumed")
+        run(small_data, tmp_path, "resumed", sampler=sampler)
     monkeypatch.setattr(Trainer, "_save", original)
-    resumed = run(small_data, tmp_path, "resumed", resume=True)
+    resumed = run(small_data, tmp_path, "resumed", resume=True, sampler=sampler)
     a = checkpoint.load(straight.networks[1.0]).state_dict()
     b = checkpoint.load(resumed.networks[1.0]).state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
@@ -126,6 +127,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(small_data, tm
     header = checkpoint.read_header(tmp_path / "run" / CHECKPOINT)
     assert header["extra"]["training"]["epoch"] == 0
     checkpoint.load(tmp_path / "run" / CHECKPOINT)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"), [({"loss": "softmax+triplet"}, "triplet"), ({"method": "asym-s"}, "asym-s")]
+)
+def test_random_sampler_is_refused_where_same_identity_pairs_are_needed(overrides, names):
+    with pytest.raises(SfscError, match=f"{names}.*--sampler pk"):
+        TrainConfig(sampler="random", **overrides)
 
 
 def test_existing_run_needs_resume_or_force(small_data, tmp_path):
