@@ -263,6 +263,9 @@ def train(
     width_mult: Annotated[float, typer.Option(help="Base-width multiplier (0.5 = ResNet base 32).")] = 1.0,
     input_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH of the model input.")] = "256x128",
     divisor: Annotated[int, typer.Option(help="Channel divisor of the sliced widths.")] = 8,
+    last_stride: Annotated[
+        int, typer.Option(help="Stride of the last stage: 1 (re-id default, 2× feature map) or 2.")
+    ] = 1,
     synthetic_seed: SynthSeedOpt = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last epoch.")] = False,
     force: Annotated[bool, typer.Option(help="Start over in a non-empty --out.")] = False,
@@ -291,7 +294,9 @@ def train(
         val_ids=val_ids,
         seed=seed,
     )
-    options = ArchOptions(width_mult=width_mult, input_size=_input_size(input_size), divisor=divisor)
+    options = ArchOptions(
+        width_mult=width_mult, input_size=_input_size(input_size), divisor=divisor, last_stride=last_stride
+    )
     splits = _dataset(data, fmt, synthetic_seed)
     result = run_training(
         splits,

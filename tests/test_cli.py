@@ -165,11 +165,18 @@ def test_train_then_eval_writes_the_matrix(tmp_path, capsys):
         "4",
         "--feature-dim",
         "16",
+        "--sampler",
+        "random",
+        "--last-stride",
+        "2",
         "--out",
         str(run_dir),
     )
     assert code == 0, err
     assert (run_dir / "networks.json").exists() and (run_dir / "train_log.jsonl").exists()
+    header = checkpoint.read_header(run_dir / "checkpoint.safetensors")
+    assert header["config"]["options"]["last_stride"] == 2
+    assert header["extra"]["training"]["config"]["sampler"] == "random"
     code, out, err = run(
         capsys, "eval", "--checkpoint", str(run_dir), "--data", "synthetic", "--out", str(eval_dir)
     )

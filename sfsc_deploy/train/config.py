@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..aggregation import AGGREGATIONS
@@ -85,4 +85,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Keys missing from an older run take today's defaults; unknown keys mean a newer tool wrote it."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise SfscError(
+                f"training options {', '.join(unknown)} are unknown to this sfsc-deploy; "
+                f"upgrade it to use this run"
+            )
         return cls(**data)

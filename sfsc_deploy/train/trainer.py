@@ -106,7 +106,8 @@ class Trainer:
         saved = checkpoint.load(ck)
         self.net.load_state_dict(saved.state_dict())
         info = load_state(state, self.optimizer)
-        if info["config"] != self.cfg.to_dict():
+        # through from_dict, so a run saved before an option existed compares with that option's default
+        if TrainConfig.from_dict(info["config"]).to_dict() != self.cfg.to_dict():
             raise SfscError(
                 f"cannot resume {self.run_dir}: it was started with other options; "
                 f"use the same options or a new --out"
