@@ -2,13 +2,16 @@
 
 Same data, input size, epochs and seed for every method. The CPU configuration (2 cores):
 ResNet-18 at base width 32 (``width_mult 0.5``), 128×64 input, D = 256, W = {0.25, 0.5, 0.75},
-Adam 3.5e-4, weight decay 5e-4, batch 16 ids × 4 images, flip + pad-crop, seed 0, SFSC with the
-sensoy KL; 3 epochs by default, so that all six methods fit in about an hour with two methods
-running side by side on one thread each (`--epochs 12` is method.md's calibration budget).
+Adam 3.5e-4, weight decay 5e-4, batch 64, flip + pad-crop, seed 0, SFSC with the sensoy KL.
+``--recipe random-constant`` (the default) uses shuffled batches and a constant learning rate, the
+recipe that came closest to method.md's calibration point (``calibration_market1501.md``) and
+was best on validation identities (``recipe_variants.md``); Asym-S keeps P×K batches (16 ids × 4)
+because its contrastive loss needs same-identity pairs. ``--recipe pk-cosine`` is the P×K,
+warm-up + cosine recipe of earlier runs. One method takes ~15 minutes (12 epochs) on 2 cores.
 Runs are kept in ``--work`` and resumed, so an interrupted benchmark continues where it stopped;
 invocations with different ``--methods`` can run in parallel and a last one combines them.
 
-    python benchmarks/compat_market1501.py [--methods sfsc,unified] [--epochs 3]
+    python benchmarks/compat_market1501.py [--methods sfsc,unified] [--epochs 12]
 
 Writes ``benchmarks/results/compat_market1501.{json,md}``.
 """
@@ -35,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 RESULTS = ROOT / "benchmarks" / "results"
 # name -> (method, aggregation)
+RECIPES = {
+    "random-constant": {"sampler": "random", "schedule": "step", "milestones": [], "warmup_epochs": 0.0},
+    "pk-cosine": {"sampler": "pk"},
+}
 RUNS = {
     "unified": ("unified", "sum"),
     "bct-s": ("bct-s", "sum"),
@@ -77,7 +84,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(MARKET))
     parser.add_argument("--format", default="market1501-heldout")
     parser.add_argument("--methods", default=",".join(RUNS))
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--recipe", default="random-constant", choices=sorted(RECIPES))
     parser.add_argument("--kl", default=None, help="SFSC KL variant (default: TrainConfig's)")
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")
@@ -88,7 +96,7 @@ def main() -> None:
     splits = load_dataset(args.data, fmt)
     size = tuple(int(v) for v in args.input_size.split("x"))
     options = ArchOptions(width_mult=args.width_mult, input_size=size)
-    work = Path(args.work)
+    work = Path(args.work) / f"{args.recipe}-e{args.epochs}"
     record = {
         "provenance": provenance(),
         "dataset": splits.name,
@@ -102,7 +110,9 @@ def main() -> None:
             "optimizer": "adam",
             "lr": 3.5e-4,
             "weight_decay": 5e-4,
-            "batch": "16x4",
+            "batch": 64,
+            "recipe": args.recipe,
+            "recipe_options": RECIPES[args.recipe],
             "seed": 0,
             "augmentation": "flip + pad-crop",
             "kl": args.kl or TrainConfig().kl,
@@ -114,7 +124,12 @@ def main() -> None:
         method, aggregation = RUNS[name]
         run_dir = work / name
         kl = {"kl": args.kl} if args.kl else {}
-        cfg = TrainConfig(method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0, **kl)
+        recipe = dict(RECIPES[args.recipe])
+        if "asym" in method:  # its contrastive loss needs same-identity pairs in the batch
+            recipe["sampler"] = "pk"
+        cfg = TrainConfig(
+            method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0, **kl, **recipe
+        )
         tic = time.perf_counter()
         train_resumable(splits, cfg, run_dir, options)
         train_s = time.perf_counter() - tic
@@ -124,6 +139,7 @@ def main() -> None:
         record["methods"][name] = {
             "method": method,
             "aggregation": aggregation,
+            "sampler": cfg.sampler,
             "train_seconds_this_invocation": round(train_s, 1),
             "matrix": matrix.to_dict(),
             "all_pass": matrix.all_pass(),

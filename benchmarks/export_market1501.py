@@ -2,9 +2,13 @@
 
 For each tier: the export's parity against PyTorch (on training images), then `verify` of the
 artifact's queries against the full model's gallery (market1501-heldout test identities): the
-artifact's mAP / R1 next to its PyTorch reference's, top-1 agreement, pass/fail.
+artifact's mAP / R1 next to its PyTorch reference's, top-1 agreement, pass/fail. For every int8
+tier also its whole row of the compatibility matrix, M(φ_q int8, φ_g) against the gallery of every
+trained width g, next to its fp32 self M(φ_q, φ_g), held to INT8_MAP_TOLERANCE mAP points.
 
-    python benchmarks/export_market1501.py [--checkpoint .bench/compat_market1501/sfsc/checkpoint.safetensors]
+    python benchmarks/export_market1501.py [--checkpoint CK]
+
+The default checkpoint is the SFSC run of ``benchmarks/compat_market1501.py``.
 
 Writes ``benchmarks/results/export_market1501.{json,md,png}``.
 """
@@ -20,9 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
+from sfsc_deploy import checkpoint  # noqa: E402
 from sfsc_deploy.atomic import atomic_path  # noqa: E402
 from sfsc_deploy.data import load_dataset  # noqa: E402
 from sfsc_deploy.data.bank import build_bank  # noqa: E402
+from sfsc_deploy.evaluation.metrics import evaluate  # noqa: E402
 from sfsc_deploy.export import default_images, export_tiers  # noqa: E402
 from sfsc_deploy.extractors import TorchExtractor, open_extractor  # noqa: E402
 from sfsc_deploy.gallery import Gallery  # noqa: E402
@@ -32,6 +38,8 @@ from sfsc_deploy.verify import verify  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
+DEFAULT_CK = ROOT / ".bench/compat_market1501/random-constant-e12/sfsc/checkpoint.safetensors"
+INT8_MAP_TOLERANCE = 1.0  # = verify's int8 max mAP drop (sfsc_deploy.verify.VerifyTolerance)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -55,11 +63,36 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def matrix_row(extractor, reference, queries, bank, galleries, widths, ck) -> list[dict]:
+    """M(φ_q int8, φ_g) and M(φ_q fp32, φ_g) for every trained gallery width g."""
+    qi = extractor.features(queries.images, progress=True, description="int8 queries")
+    qf = reference.features(queries.images, progress=True, description="fp32 queries")
+    rows = []
+    for g in widths:
+        if g not in galleries:
+            galleries[g] = TorchExtractor.from_checkpoint(ck, g).features(
+                bank.images, progress=True, description=f"gallery {g:g}"
+            )
+        args = (galleries[g], queries.pids, bank.pids, queries.camids, bank.camids)
+        got, want = evaluate(qi, *args), evaluate(qf, *args)
+        rows.append(
+            {
+                "file": Path(extractor.info.source).name,
+                "query_width": extractor.info.width,
+                "gallery_width": g,
+                "fp32_mAP": want.mAP,
+                "int8_mAP": got.mAP,
+                "fp32_R1": want.rank1,
+                "int8_R1": got.rank1,
+                "within_tolerance": abs(got.mAP - want.mAP) <= INT8_MAP_TOLERANCE,
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--checkpoint", default=str(ROOT / ".bench/compat_market1501/sfsc/checkpoint.safetensors")
-    )
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CK))
     parser.add_argument("--data", default=str(MARKET))
     parser.add_argument("--format", default="market1501-heldout")
     parser.add_argument("--tiers", default=str(ROOT / "examples" / "tiers.toml"))
@@ -80,7 +113,9 @@ def main() -> None:
             full.info.to_dict(),
         )
         queries = build_bank(splits.query, size, split="query")
-        rows = []
+        trained = checkpoint.load(args.checkpoint).widths
+        galleries = {1.0: gallery.features}
+        rows, int8_rows = [], []
         for artifact in manifest["artifacts"]:
             extractor = open_extractor(Path(tmp) / "deploy" / artifact["file"])
             reference = TorchExtractor.from_checkpoint(
@@ -108,6 +143,10 @@ def main() -> None:
                     "checks": [vars(c) for c in report.checks],
                 }
             )
+            if artifact["precision"] == "int8":
+                int8_rows += matrix_row(
+                    extractor, reference, queries, bank, galleries, trained, args.checkpoint
+                )
     record = {
         "provenance": provenance(),
         "checkpoint": args.checkpoint,
@@ -117,6 +156,8 @@ def main() -> None:
         "num_gallery": len(gallery),
         "tiers_file": args.tiers,
         "tiers": rows,
+        "int8_matrix_rows": int8_rows,
+        "int8_map_tolerance": INT8_MAP_TOLERANCE,
     }
     md = [
         f"# Export and verification per tier on {splits.name}",
@@ -138,6 +179,23 @@ def main() -> None:
             f"| {r['reference_R1']:.2f} → {r['artifact_R1']:.2f} | {r['top1_agreement']:.4f} "
             f"| {r['verify']} |"
         )
+    if int8_rows:
+        md += [
+            "",
+            f"## int8 tiers: their row of the compatibility matrix (tolerance ±{INT8_MAP_TOLERANCE} mAP)",
+            "",
+            "M(φ_q, φ_g): queries from the int8 artifact of width q against the PyTorch gallery of "
+            "every trained width g, next to the same width's fp32 PyTorch queries.",
+            "",
+            "| query | gallery φ_g | mAP fp32 | mAP int8 | Δ | R1 fp32 | R1 int8 | within tolerance |",
+            "|---|---:|---:|---:|---:|---:|---:|:---:|",
+        ]
+        for r in int8_rows:
+            md.append(
+                f"| {r['file']} | {r['gallery_width']:g} | {r['fp32_mAP']:.2f} | {r['int8_mAP']:.2f} "
+                f"| {r['int8_mAP'] - r['fp32_mAP']:+.2f} | {r['fp32_R1']:.2f} | {r['int8_R1']:.2f} "
+                f"| {'yes' if r['within_tolerance'] else 'NO'} |"
+            )
     stem = Path(args.out)
     write_results(stem, record, md)
     plot(rows, stem.with_suffix(".png"))
