@@ -14,18 +14,14 @@ import torch
 
 import sfsc_deploy
 from sfsc_deploy.atomic import write_text
+from sfsc_deploy.bench import cpu_name
 from sfsc_deploy.data import ReidSplits
 from sfsc_deploy.models import ArchOptions
 from sfsc_deploy.train import TrainConfig, train
 
 
 def provenance() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

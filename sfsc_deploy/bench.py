@@ -242,17 +242,20 @@ def open_target(path: str | os.PathLike, provider: str = "CPUExecutionProvider")
     raise SfscError(f"{p}: cannot benchmark {p.suffix!r} files; pass .onnx or .engine (or --checkpoint)")
 
 
-def device_description() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The processor's marketing name (``platform.processor()`` is empty on most Linux systems)."""
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def device_description() -> dict[str, Any]:
     import onnxruntime
 
     desc = {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "affinity": sorted(os.sched_getaffinity(0)),
         "system": f"{platform.system()} {platform.release()}",

@@ -94,3 +94,49 @@ def test_every_readme_command_runs(tmp_path):
         assert done.returncode in allowed, f"{command}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
     assert (tmp_path / "sfsc-demo" / "report.md").exists()
     assert (tmp_path / "deploy" / "manifest.json").exists() and (tmp_path / "verify.json").exists()
+
+
+# ------------------------------------------------------------------ the README's Python and the examples
+# (pattern in the README, tiny replacement): each must match, so a README edit cannot skip it silently
+PY_TINY = [
+    ('load_dataset("synthetic")', 'load_dataset("synthetic", synthetic=SyntheticConfig(num_train_ids=8, num_test_ids=4))'),
+    ("epochs=10", "epochs=1, batch_ids=4, batch_k=2"),
+    ("feature_dim=256", "feature_dim=32"),
+    ("width_mult=0.5, input_size=(128, 64)", "width_mult=0.25, input_size=(64, 32)"),
+]
+
+
+def readme_python() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks, "the README has no Python example"
+    return "\n".join(blocks)
+
+
+def test_readme_python_runs(tmp_path, monkeypatch):
+    source = readme_python()
+    for pattern, tiny in PY_TINY:
+        assert pattern in source, f"README Python no longer contains {pattern!r}; update PY_TINY"
+        source = source.replace(pattern, tiny)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile("from sfsc_deploy.data import SyntheticConfig\n" + source, "README.md", "exec"), namespace)
+    assert (tmp_path / "ck.safetensors").exists()
+    assert (tmp_path / "runs" / "sfsc" / "checkpoint.safetensors").exists()
+    matrix = namespace["matrix"]
+    assert set(matrix.widths) == {0.25, 0.5, 0.75, 1.0}
+    assert 0.0 <= matrix.value(0.25, 1.0) <= 100.0
+    assert list(namespace["feats"].shape) == [2, 512]
+
+
+def test_slice_example_runs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "slice_in_python.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.count("max |sliced - switchable| = ") == 4
+    assert (tmp_path / "example.safetensors").exists() and (tmp_path / "example-w025" / "model.json").exists()
+
