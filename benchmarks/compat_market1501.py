@@ -37,18 +37,16 @@ from sfsc_deploy.train import TrainConfig  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 RESULTS = ROOT / "benchmarks" / "results"
-# name -> (method, aggregation)
-RECIPES = {
-    "random-constant": {"sampler": "random", "schedule": "step", "milestones": [], "warmup_epochs": 0.0},
-    "pk-cosine": {"sampler": "pk"},
-}
+# name -> (method, aggregation, TrainConfig overrides)
 RUNS = {
-    "unified": ("unified", "sum"),
-    "bct-s": ("bct-s", "sum"),
-    "asym-s": ("asym-s", "sum"),
-    "sfsc": ("sfsc", "project"),
-    "sfsc+sum": ("sfsc", "sum"),
-    "bct-s+project": ("bct-s", "project"),
+    "unified": ("unified", "sum", {}),
+    "bct-s": ("bct-s", "sum", {}),
+    "asym-s": ("asym-s", "sum", {}),
+    "sfsc": ("sfsc", "project", {}),
+    "sfsc+sum": ("sfsc", "sum", {}),
+    "bct-s+project": ("bct-s", "project", {}),
+    # the paper's λ = 0.2, next to the λ chosen on validation identities (TrainConfig's default)
+    "sfsc-kl0.2": ("sfsc", "project", {"kl_weight": 0.2}),
 }
 
 
@@ -87,6 +85,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--recipe", default="random-constant", choices=sorted(RECIPES))
     parser.add_argument("--kl", default=None, help="SFSC KL variant (default: TrainConfig's)")
+    parser.add_argument("--kl-weight", type=float, default=None, help="SFSC λ (default: TrainConfig's)")
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")
     parser.add_argument("--work", default=str(ROOT / ".bench" / "compat_market1501"))
@@ -116,14 +115,21 @@ def main() -> None:
             "seed": 0,
             "augmentation": "flip + pad-crop",
             "kl": args.kl or TrainConfig().kl,
+            "kl_weight": TrainConfig().kl_weight if args.kl_weight is None else args.kl_weight,
+            "kl_anneal_epochs": TrainConfig().kl_anneal_epochs,
         },
         "methods": {},
     }
     matrices: dict[str, CompatibilityMatrix] = {}
     for name in args.methods.split(","):
-        method, aggregation = RUNS[name]
-        run_dir = work / name
+        method, aggregation, overrides = RUNS[name]
         kl = {"kl": args.kl} if args.kl else {}
+        if args.kl_weight is not None:
+            kl["kl_weight"] = args.kl_weight
+        kl.update(overrides)
+        # an SFSC loss other than the runs' own names its run, so such runs are kept apart
+        sfsc_tag = "".join(f"-{k}{v}" for k, v in sorted(kl.items()) if k not in overrides)
+        run_dir = work / f"{name}{sfsc_tag if method == 'sfsc' else ''}"
         recipe = dict(RECIPES[args.recipe])
         if "asym" in method:  # its contrastive loss needs same-identity pairs in the batch
             recipe["sampler"] = "pk"
@@ -140,6 +146,7 @@ def main() -> None:
             "method": method,
             "aggregation": aggregation,
             "sampler": cfg.sampler,
+            "kl_weight": cfg.kl_weight if method == "sfsc" else None,
             "train_seconds_this_invocation": round(train_s, 1),
             "matrix": matrix.to_dict(),
             "all_pass": matrix.all_pass(),

@@ -38,6 +38,10 @@ VARIANTS = {
     "random-cosine": {"sampler": "random"},
     "random-constant": {"sampler": "random", **CONSTANT},
     "pk-constant": {"sampler": "pk", **CONSTANT},
+    # the SFSC KL weight λ (method.md §3: 0.2), with the random-constant recipe
+    "random-constant-kl0.05": {"sampler": "random", **CONSTANT, "kl_weight": 0.05},
+    "random-constant-kl0.01": {"sampler": "random", **CONSTANT, "kl_weight": 0.01},
+    "random-constant-kl0": {"sampler": "random", **CONSTANT, "kl_weight": 0.0},
 }
 
 

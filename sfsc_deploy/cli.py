@@ -234,7 +234,9 @@ def train(
         str | None, typer.Option(help="sum | project (default: project for sfsc, sum otherwise).")
     ] = None,
     kl: Annotated[str, typer.Option(help="SFSC KL term: sensoy (on α̃, annealed) | paper (on α).")] = "sensoy",
-    kl_weight: Annotated[float, typer.Option(help="λ of the SFSC KL term.")] = 0.2,
+    kl_weight: Annotated[
+        float, typer.Option(help="λ of the SFSC KL term (the paper's is 0.2; see the README).")
+    ] = 0.01,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
     batch_ids: Annotated[int, typer.Option(help="Identities per batch (P).")] = 16,
     batch_k: Annotated[int, typer.Option(help="Images per identity (K).")] = 4,
