@@ -37,6 +37,10 @@ from sfsc_deploy.train import TrainConfig  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 RESULTS = ROOT / "benchmarks" / "results"
+RECIPES = {
+    "random-constant": {"sampler": "random", "schedule": "step", "milestones": [], "warmup_epochs": 0.0},
+    "pk-cosine": {"sampler": "pk"},
+}
 # name -> (method, aggregation, TrainConfig overrides)
 RUNS = {
     "unified": ("unified", "sum", {}),
