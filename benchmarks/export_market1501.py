@@ -63,6 +63,12 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def shown(path: str) -> str:
+    """A path as the reader's checkout names it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
 def matrix_row(extractor, reference, queries, bank, galleries, widths, ck) -> list[dict]:
     """M(φ_q int8, φ_g) and M(φ_q fp32, φ_g) for every trained gallery width g."""
     qi = extractor.features(queries.images, progress=True, description="int8 queries")
@@ -163,7 +169,7 @@ def main() -> None:
         f"# Export and verification per tier on {splits.name}",
         "",
         provenance_md(record["provenance"]),
-        f"Model: `{args.checkpoint}` (sha256 {record['checkpoint_sha256'][:12]}), tiers `{args.tiers}`. "
+        f"Model: `{shown(args.checkpoint)}` (sha256 {record['checkpoint_sha256'][:12]}), tiers `{shown(args.tiers)}`. "
         f"Gallery: the full model (PyTorch) on {len(gallery)} gallery images; {len(queries)} queries. "
         "Parity: 128 training images; int8 calibrated on 256 other training images.",
         "",
