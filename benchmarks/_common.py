@@ -19,6 +19,16 @@ from sfsc_deploy.data import ReidSplits
 from sfsc_deploy.models import ArchOptions
 from sfsc_deploy.train import TrainConfig, train
 
+# training recipes the Market-1501 benchmarks compare: name -> TrainConfig overrides (batch 64 in all:
+# 16 ids × 4 images for P×K, 64 shuffled images for random)
+CONSTANT_LR = {"schedule": "step", "milestones": [], "warmup_epochs": 0.0}
+RECIPES = {
+    "pk-cosine": {"sampler": "pk"},  # the trainer's defaults
+    "random-cosine": {"sampler": "random"},
+    "random-constant": {"sampler": "random", **CONSTANT_LR},
+    "pk-constant": {"sampler": "pk", **CONSTANT_LR},
+}
+
 
 def provenance() -> dict:
     cpu = cpu_name()

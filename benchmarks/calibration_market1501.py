@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (  # noqa: E402
+    RECIPES,
     provenance,
     provenance_md,
     save_png,
@@ -38,19 +39,11 @@ from sfsc_deploy.train import TrainConfig  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 CALIBRATION = {"mAP": 50.1, "rank1": 65.2}
-# name -> TrainConfig overrides; every variant uses batch 64 (16 × 4 or 64 shuffled images)
+# name -> TrainConfig overrides (plus ARCH_KEYS)
 VARIANTS = {
-    "pk-cosine": {"sampler": "pk"},  # the trainer's defaults
-    "random-cosine": {"sampler": "random"},
-    "random-constant": {"sampler": "random", "schedule": "step", "milestones": [], "warmup_epochs": 0.0},
-    "pk-constant": {"sampler": "pk", "schedule": "step", "milestones": [], "warmup_epochs": 0.0},
-    "random-constant-stride2": {  # torchvision's last stage: a 4×2 instead of 8×4 final feature map
-        "sampler": "random",
-        "schedule": "step",
-        "milestones": [],
-        "warmup_epochs": 0.0,
-        "last_stride": 2,
-    },
+    **RECIPES,
+    # torchvision's last stage: a 4×2 instead of 8×4 final feature map
+    "random-constant-stride2": {**RECIPES["random-constant"], "last_stride": 2},
 }
 ARCH_KEYS = ("last_stride",)
 

@@ -26,21 +26,24 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md, train_resumable, write_results  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    RECIPES,
+    provenance,
+    provenance_md,
+    train_resumable,
+    write_results,
+)
 from sfsc_deploy.data import load_dataset  # noqa: E402
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix  # noqa: E402
 from sfsc_deploy.evaluation.report import matrix_markdown  # noqa: E402
 from sfsc_deploy.evaluation_runs import evaluate_run  # noqa: E402
 from sfsc_deploy.models import ArchOptions  # noqa: E402
 from sfsc_deploy.train import TrainConfig  # noqa: E402
+from sfsc_deploy.train.config import needs_identity_pairs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 RESULTS = ROOT / "benchmarks" / "results"
-RECIPES = {
-    "random-constant": {"sampler": "random", "schedule": "step", "milestones": [], "warmup_epochs": 0.0},
-    "pk-cosine": {"sampler": "pk"},
-}
 # name -> (method, aggregation, TrainConfig overrides)
 RUNS = {
     "unified": ("unified", "sum", {}),
@@ -127,19 +130,15 @@ def main() -> None:
     matrices: dict[str, CompatibilityMatrix] = {}
     for name in args.methods.split(","):
         method, aggregation, overrides = RUNS[name]
-        kl = {"kl": args.kl} if args.kl else {}
-        if args.kl_weight is not None:
-            kl["kl_weight"] = args.kl_weight
-        kl.update(overrides)
-        # an SFSC loss other than the runs' own names its run, so such runs are kept apart
-        sfsc_tag = "".join(f"-{k}{v}" for k, v in sorted(kl.items()) if k not in overrides)
-        run_dir = work / f"{name}{sfsc_tag if method == 'sfsc' else ''}"
+        cli = {k: v for k, v in (("kl", args.kl), ("kl_weight", args.kl_weight)) if v is not None}
+        # SFSC runs trained with other --kl/--kl-weight than the defaults are kept apart by name
+        tag = "".join(f"-{k}{v}" for k, v in sorted(cli.items()) if k not in overrides)
+        run_dir = work / (f"{name}{tag}" if method == "sfsc" else name)
         recipe = dict(RECIPES[args.recipe])
-        if "asym" in method:  # its contrastive loss needs same-identity pairs in the batch
+        if needs_identity_pairs(method, TrainConfig.loss):
             recipe["sampler"] = "pk"
-        cfg = TrainConfig(
-            method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0, **kl, **recipe
-        )
+        settings = {**recipe, **cli, **overrides}  # a run's own overrides win over the command line
+        cfg = TrainConfig(method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0, **settings)
         tic = time.perf_counter()
         train_resumable(splits, cfg, run_dir, options)
         train_s = time.perf_counter() - tic

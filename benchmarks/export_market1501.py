@@ -169,7 +169,8 @@ def main() -> None:
         f"# Export and verification per tier on {splits.name}",
         "",
         provenance_md(record["provenance"]),
-        f"Model: `{shown(args.checkpoint)}` (sha256 {record['checkpoint_sha256'][:12]}), tiers `{shown(args.tiers)}`. "
+        f"Model: `{shown(args.checkpoint)}` (sha256 {record['checkpoint_sha256'][:12]}), "
+        f"tiers `{shown(args.tiers)}`. "
         f"Gallery: the full model (PyTorch) on {len(gallery)} gallery images; {len(queries)} queries. "
         "Parity: 128 training images; int8 calibrated on 256 other training images.",
         "",

@@ -55,7 +55,8 @@ def main() -> None:
     }
     for variant in ("paper", "sensoy"):
         run_dir = Path(args.work) / variant
-        cfg = TrainConfig(method="sfsc", kl=variant, epochs=args.epochs, val_ids=args.val_ids)
+        # λ 0.2: the paper's, and the default when this comparison was made
+        cfg = TrainConfig(method="sfsc", kl=variant, kl_weight=0.2, epochs=args.epochs, val_ids=args.val_ids)
         train_resumable(splits, cfg, run_dir, options)
         header = checkpoint.read_header(run_dir / "checkpoint.safetensors")
         record["variants"][variant] = {

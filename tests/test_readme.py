@@ -99,7 +99,10 @@ def test_every_readme_command_runs(tmp_path):
 # ------------------------------------------------------------------ the README's Python and the examples
 # (pattern in the README, tiny replacement): each must match, so a README edit cannot skip it silently
 PY_TINY = [
-    ('load_dataset("synthetic")', 'load_dataset("synthetic", synthetic=SyntheticConfig(num_train_ids=8, num_test_ids=4))'),
+    (
+        'load_dataset("synthetic")',
+        'load_dataset("synthetic", synthetic=SyntheticConfig(num_train_ids=8, num_test_ids=4))',
+    ),
     ("epochs=10", "epochs=1, batch_ids=4, batch_k=2"),
     ("feature_dim=256", "feature_dim=32"),
     ("width_mult=0.5, input_size=(128, 64)", "width_mult=0.25, input_size=(64, 32)"),

@@ -16,6 +16,11 @@ METHODS = SWITCHABLE_METHODS + SEPARATE_METHODS
 SAMPLERS = ("pk", "random")
 
 
+def needs_identity_pairs(method: str, loss: str) -> bool:
+    """Losses that compare images of one identity within a batch, so need P×K batches."""
+    return loss == "softmax+triplet" or "asym" in method
+
+
 @dataclass
 class TrainConfig:
     """Defaults follow method.md §6's calibration point (Adam 3.5e-4, wd 5e-4, LS 0.1, batch 64)."""
@@ -71,7 +76,7 @@ class TrainConfig:
                 )
         if self.epochs < 1 or self.batch_ids < 2 or self.batch_k < 1:
             raise SfscError("need --epochs >= 1, --batch-ids >= 2 and --batch-k >= 1")
-        if self.sampler == "random" and (self.loss == "softmax+triplet" or "asym" in self.method):
+        if self.sampler == "random" and needs_identity_pairs(self.method, self.loss):
             raise SfscError(
                 f"--sampler random gives batches with almost no same-identity pairs, which "
                 f"{'the triplet loss' if 'triplet' in self.loss else self.method} needs; use --sampler pk"
