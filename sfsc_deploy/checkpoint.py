@@ -28,6 +28,8 @@ from .models import NetConfig, SwitchableNet, build_from_config
 FORMAT = "sfsc-deploy/checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "sfsc_deploy"
+# a training-only tensor added after format 1 was fixed; older checkpoints lack it
+TRAINING_ONLY_DEFAULT = "classifier.evidence_offset"
 
 
 def family_id(net: SwitchableNet) -> str:
@@ -139,6 +141,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Switcha
             f"was written); re-create or re-download it"
         )
     net = build_from_config(config)
+    # checkpoints written before the evidential logit offset existed keep its initial value
+    tensors.setdefault(TRAINING_ONLY_DEFAULT, net.state_dict()[TRAINING_ONLY_DEFAULT])
     try:
         net.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

@@ -44,12 +44,12 @@ def evidential(
 ) -> Evidential:
     """SFSC's uncertainty-aware compatible loss (§3.4, eq. 3–5).
 
-    Evidence ``e = exp(clamp(z))``, ``α = e + 1``. ``paper`` applies the KL to α itself, as the
-    SFSC paper writes it; ``sensoy`` applies it to ``α̃ = y + (1 − y)·α`` (Sensoy et al. 2018),
-    which only penalises evidence for the wrong classes. The caller anneals ``kl_weight`` for
-    ``sensoy``. Computed in float64: at high evidence the KL is a difference of lgamma terms
-    of order 1e5 that float32 cannot resolve (errors of ~0.03 in the loss); the [B, C] cost is
-    negligible next to the network.
+    Evidence ``e = exp(clamp(z))``, ``α = e + 1``; ``logits`` already hold the classifier's
+    evidence offset. ``paper`` applies the KL to α itself, as the SFSC paper writes it; ``sensoy``
+    applies it to ``α̃ = y + (1 − y)·α`` (Sensoy et al. 2018), which only penalises evidence for
+    the wrong classes. The caller anneals ``kl_weight``, alike for both. Computed in float64: at
+    high evidence the KL is a difference of lgamma terms of order 1e5 that float32 cannot resolve
+    (errors of ~0.03 in the loss); the [B, C] cost is negligible next to the network.
     """
     if variant not in KL_VARIANTS:
         raise ValueError(f"unknown KL variant {variant!r}; choose one of {', '.join(KL_VARIANTS)}")

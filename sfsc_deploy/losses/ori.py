@@ -6,6 +6,19 @@ import torch
 import torch.nn.functional as F
 
 ORI_LOSSES = ("softmax", "softmax+triplet", "circle")
+CIRCLE_SCALE = 64.0
+
+
+def class_logits(kind: str, features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """How every loss reads the shared classifier: dot products, or scaled cosines under circle.
+
+    The circle loss trains the classifier on cosines, so the sub-models' compatible losses must
+    read it the same way; dot products would score them against a geometry the classifier was
+    never trained for.
+    """
+    if kind == "circle":
+        return CIRCLE_SCALE * F.linear(F.normalize(features), F.normalize(weight))
+    return F.linear(features, weight)
 
 
 def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
@@ -24,7 +37,7 @@ def circle_softmax(
     features: torch.Tensor,
     weight: torch.Tensor,
     labels: torch.Tensor,
-    scale: float = 64.0,
+    scale: float = CIRCLE_SCALE,
     margin: float = 0.35,
 ) -> torch.Tensor:
     """Circle loss in its classification form (Sun et al. 2020) over the classifier's class weights.

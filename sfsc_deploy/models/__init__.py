@@ -45,7 +45,7 @@ def _parts(config: NetConfig, make: LayerFactory) -> tuple[nn.Module, nn.Module]
     if config.arch not in ARCHS:
         raise SfscError(f"unknown arch {config.arch!r}; choose one of: {', '.join(ARCHS)}")
     backbone = ARCHS[config.arch](make, config.options)
-    head = EmbeddingHead(make, backbone.out_channels, config.feature_dim)
+    head = EmbeddingHead(make, backbone.out_channels, config.feature_dim, config.options.neck_bias)
     return backbone, head
 
 

@@ -18,7 +18,10 @@ class ArchOptions:
 
     ``width_mult`` scales the *base* widths before any switching (ResNet "base width 32" is
     ``width_mult=0.5``); ``last_stride=1`` keeps the last stage at stride 1, the re-id default
-    that doubles the final feature map. ``input_size`` is (height, width).
+    that doubles the final feature map. ``input_size`` is (height, width). ``neck_bias`` trains
+    the BatchNorm neck's bias (BNNeck keeps it at zero); it was measured as a way to free the
+    evidential loss's logits from their zero batch mean and lost to the logit offset
+    (``benchmarks/results/evidence_fix.md``), so it stays off.
     """
 
     width_mult: float = 1.0
@@ -27,6 +30,7 @@ class ArchOptions:
     input_size: tuple[int, int] = (256, 128)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    neck_bias: bool = False
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -21,6 +22,24 @@ class NetOutput(NamedTuple):
     features: torch.Tensor  # neck output [N, D]: retrieval feature, classifier input
     pre_neck: torch.Tensor  # [N, D] before the neck: for triplet-style losses
     logits: torch.Tensor  # [N, num_classes] from the shared classifier
+
+
+class SharedClassifier(nn.Linear):
+    """The classifier every width shares (training only), plus the evidential loss's logit offset.
+
+    With a BatchNorm neck in train mode every feature dimension has zero batch mean, so every
+    class's logit has zero batch mean too; the evidence ``exp(z)`` then has a batch mean of at
+    least 1 for every class (Jensen), and the uncertainty ``u = C/S`` cannot fall below about 0.5
+    however well a width classifies. The offset ``b`` (one scalar, so the full model's softmax is
+    unchanged) lets the evidential loss see ``z + b``: non-target evidence can go to zero and u
+    can carry the signal SFSC relies on. It starts at ``−ln C`` (total evidence ≈ 1 on untrained
+    logits, u ≈ 1) and is learned by the narrow widths' evidential losses.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int) -> None:
+        super().__init__(feature_dim, num_classes, bias=False)
+        nn.init.normal_(self.weight, std=0.001)
+        self.evidence_offset = nn.Parameter(torch.tensor(-math.log(num_classes)))
 
 
 class FeatureNet(nn.Module):
@@ -45,8 +64,7 @@ class SwitchableNet(FeatureNet):
     def __init__(self, config: NetConfig, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__(backbone, head)
         self.config = config
-        self.classifier = nn.Linear(config.feature_dim, config.num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.classifier = SharedClassifier(config.feature_dim, config.num_classes)
         self._width = 1.0
         self.set_width(1.0)
 

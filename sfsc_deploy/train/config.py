@@ -16,9 +16,13 @@ METHODS = SWITCHABLE_METHODS + SEPARATE_METHODS
 SAMPLERS = ("pk", "random")
 
 
-def needs_identity_pairs(method: str, loss: str) -> bool:
-    """Losses that compare images of one identity within a batch, so need P×K batches."""
-    return loss == "softmax+triplet" or "asym" in method
+def needs_identity_pairs(loss: str) -> bool:
+    """Losses that need two images of one identity within a batch, so need P×K batches.
+
+    Only the triplet loss: the asymmetric contrastive loss pairs each sub-model feature with the
+    full model's feature of the *same image*, so every batch has its positives.
+    """
+    return loss == "softmax+triplet"
 
 
 @dataclass
@@ -33,8 +37,12 @@ class TrainConfig:
     # (u stays 0.5, logit std 0.13 against the full model's 1.5) and costs their compatibility;
     # 0.01 was chosen on validation identities: benchmarks/results/recipe_kl_weight.md
     kl_weight: float = 0.01
-    kl_anneal_epochs: int = 10  # sensoy variant only: λ ramps up linearly over these epochs
+    kl_anneal_epochs: int = 10  # λ ramps up linearly over these epochs (either KL); 0: constant
     evidence_clamp: float = 10.0
+    # the classifier's learned logit offset in the evidential loss (models.net.SharedClassifier);
+    # False reproduces the loss whose uncertainty is pinned near 0.5: benchmarks/results/evidence_fix.md
+    evidence_offset: bool = True
+    offset_lr: float = 0.01  # the offset's own learning rate (no weight decay), scaled by the schedule
     asym_mode: str = "contrastive"
     asym_margin: float = 0.7
     label_smoothing: float = 0.1
@@ -76,13 +84,13 @@ class TrainConfig:
                 )
         if self.epochs < 1 or self.batch_ids < 2 or self.batch_k < 1:
             raise SfscError("need --epochs >= 1, --batch-ids >= 2 and --batch-k >= 1")
-        if self.sampler == "random" and needs_identity_pairs(self.method, self.loss):
+        if self.sampler == "random" and needs_identity_pairs(self.loss):
             raise SfscError(
-                f"--sampler random gives batches with almost no same-identity pairs, which "
-                f"{'the triplet loss' if 'triplet' in self.loss else self.method} needs; use --sampler pk"
+                "--sampler random gives batches with almost no same-identity pairs, which the "
+                "triplet loss needs; use --sampler pk"
             )
-        if not self.lr > 0:
-            raise SfscError(f"--lr must be > 0, got {self.lr}")
+        if not self.lr > 0 or not self.offset_lr > 0:
+            raise SfscError(f"--lr and --offset-lr must be > 0, got {self.lr} and {self.offset_lr}")
 
     @property
     def switchable(self) -> bool:

@@ -88,8 +88,8 @@ def train(
     bank = build_bank(train_records, options.input_size, split="train", progress=progress)
     validate = _validator(val, widths)
 
-    def new_net(net_widths: list[float]) -> SwitchableNet:
-        torch.manual_seed(cfg.seed)
+    def new_net(net_widths: list[float], init_seed: int = cfg.seed) -> SwitchableNet:
+        torch.manual_seed(init_seed)
         return build(arch, net_widths, feature_dim, num_classes, **vars(options))
 
     def fit(net, tasks, run_dir, reference=None, label="train") -> Path:
@@ -120,7 +120,7 @@ def train(
             kind = "unified" if cfg.method == "unified" else cfg.method
             run_dir = out_dir / f"w{w:g}"
             result.networks[w] = fit(
-                new_net([w]),
+                new_net([w], network_seed(cfg.seed, w)),
                 [one_to_one_task(cfg, w, kind)],
                 run_dir,
                 reference,
@@ -128,6 +128,15 @@ def train(
             )
     write_networks(result)
     return result
+
+
+def network_seed(seed: int, width: float) -> int:
+    """The initialisation seed of a baseline's separate width-w network.
+
+    Separate networks are independent models: seeding them alike would make each narrow one start
+    from the slice of the full model's initialisation, a shared start the baselines must not get.
+    """
+    return seed if width >= 1.0 else seed * 1_000_003 + round(width * 10_000)
 
 
 def _clear_run(out_dir: Path) -> None:

@@ -7,13 +7,13 @@ Switchable methods have the full model's L_ori plus one compatible loss per narr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from ..losses.compat import asym_s, bct_s, evidential, lce_s
-from ..losses.ori import original_loss
+from ..losses.ori import class_logits, original_loss
 from ..models import NetOutput
 from .config import TrainConfig
 
@@ -22,11 +22,20 @@ from .config import TrainConfig
 class StepContext:
     epoch: int
     classifier_weight: torch.Tensor
+    evidence_offset: torch.Tensor | None = None  # the shared classifier's offset (None: not used)
     reference_features: torch.Tensor | None = None  # full model's features of the batch (detached)
     reference_classifier: torch.nn.Module | None = None  # frozen full model's (one-to-one BCT)
 
 
-LossFn = Callable[[NetOutput, torch.Tensor, StepContext], torch.Tensor]
+@dataclass
+class TaskLoss:
+    """A task's loss and what the loss itself measured on the way (logged per width)."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. uncertainty, kl
+
+
+LossFn = Callable[[NetOutput, torch.Tensor, StepContext], TaskLoss]
 
 
 @dataclass
@@ -37,8 +46,8 @@ class Task:
 
 
 def _ori(cfg: TrainConfig) -> LossFn:
-    def loss(out: NetOutput, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        return original_loss(
+    def loss(out: NetOutput, y: torch.Tensor, ctx: StepContext) -> TaskLoss:
+        value = original_loss(
             cfg.loss,
             out.features,
             out.pre_neck,
@@ -48,23 +57,44 @@ def _ori(cfg: TrainConfig) -> LossFn:
             cfg.label_smoothing,
             cfg.triplet_margin,
         )
+        return TaskLoss(value)
 
     return loss
 
 
+def kl_weight_at(cfg: TrainConfig, epoch: int) -> float:
+    """λ at ``epoch``: ramps up linearly over ``kl_anneal_epochs`` (0: constant), for either KL."""
+    if cfg.kl_anneal_epochs <= 0:
+        return cfg.kl_weight
+    return cfg.kl_weight * min(1.0, (epoch + 1) / cfg.kl_anneal_epochs)
+
+
+def _logits(cfg: TrainConfig, out: NetOutput, ctx: StepContext) -> torch.Tensor:
+    """The shared classifier as the compatible losses read it (scaled cosines under circle)."""
+    return out.logits if cfg.loss != "circle" else class_logits(cfg.loss, out.features, ctx.classifier_weight)
+
+
 def _compat(cfg: TrainConfig, kind: str) -> LossFn:
-    def loss(out: NetOutput, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    def loss(out: NetOutput, y: torch.Tensor, ctx: StepContext) -> TaskLoss:
+        logits = _logits(cfg, out, ctx)
         if kind == "sfsc":
-            weight = cfg.kl_weight
-            if cfg.kl == "sensoy" and cfg.kl_anneal_epochs > 0:
-                weight *= min(1.0, (ctx.epoch + 1) / cfg.kl_anneal_epochs)
-            return evidential(out.logits, y, weight, cfg.evidence_clamp, cfg.kl).loss
+            if ctx.evidence_offset is not None:
+                logits = logits + ctx.evidence_offset
+            ev = evidential(logits, y, kl_weight_at(cfg, ctx.epoch), cfg.evidence_clamp, cfg.kl)
+            return TaskLoss(
+                ev.loss,
+                {
+                    "uncertainty": float(ev.uncertainty),
+                    "evidence_loss": float(ev.evidence_loss),
+                    "kl": float(ev.kl),
+                },
+            )
         if kind == "bct-s":
-            return bct_s(out.logits, y)
+            return TaskLoss(bct_s(logits, y))
         if kind == "asym-s":
-            return asym_s(out.features, ctx.reference_features, y, cfg.asym_margin, cfg.asym_mode)
+            return TaskLoss(asym_s(out.features, ctx.reference_features, y, cfg.asym_margin, cfg.asym_mode))
         if kind == "lce-s":
-            return lce_s(out.features, ctx.reference_features, out.logits, ctx.classifier_weight, y)
+            return TaskLoss(lce_s(out.features, ctx.reference_features, logits, ctx.classifier_weight, y))
         raise ValueError(kind)
 
     return loss
@@ -80,12 +110,13 @@ def one_to_one_task(cfg: TrainConfig, width: float, kind: str) -> Task:
     """A separate network: L_ori with its own classifier, plus BCT/Asym against a frozen full model."""
     ori = _ori(cfg)
 
-    def loss(out: NetOutput, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        total = ori(out, y, ctx)
+    def loss(out: NetOutput, y: torch.Tensor, ctx: StepContext) -> TaskLoss:
+        total = ori(out, y, ctx).loss
         if kind == "bct":
-            total = total + F.cross_entropy(ctx.reference_classifier(out.features), y)
+            weight = ctx.reference_classifier.weight  # type: ignore[union-attr]
+            total = total + F.cross_entropy(class_logits(cfg.loss, out.features, weight), y)
         elif kind == "asym":
             total = total + asym_s(out.features, ctx.reference_features, y, cfg.asym_margin, cfg.asym_mode)
-        return total
+        return TaskLoss(total)
 
     return Task(width, f"{cfg.loss}+{kind}" if kind != "unified" else cfg.loss, loss)

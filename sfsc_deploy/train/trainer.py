@@ -47,22 +47,23 @@ class Reference:
         return self.net.eval()(x)
 
 
-def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def _optimizer(
+    cfg: TrainConfig, params: list[torch.nn.Parameter], offset: torch.nn.Parameter | None
+) -> torch.optim.Optimizer:
+    """One group for the network; the evidence offset gets its own (``offset_lr``, no weight decay:
+    it is one scalar that must travel several units, and decay would pull it back to 0)."""
+    groups: list[dict[str, Any]] = [{"params": [p for p in params if p is not offset]}]
+    if offset is not None:
+        groups.append({"params": [offset], "lr": cfg.offset_lr, "weight_decay": 0.0})
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
     )
 
 
 def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
-
-
-def _uncertainty(logits: torch.Tensor) -> float:
-    """Evidential u = C / S of the batch, logged for every width (paper Fig. 5)."""
-    alpha = logits.detach().double().clamp(-10, 10).exp() + 1
-    return float((logits.shape[1] / alpha.sum(dim=1)).mean())
 
 
 class Trainer:
@@ -81,8 +82,14 @@ class Trainer:
         self.net, self.tasks, self.cfg, self.bank = net, tasks, cfg, bank
         self.run_dir = Path(run_dir)
         self.reference, self.validate, self.progress, self.label = reference, validate, progress, label
-        self.params = [p for p in net.parameters() if p.requires_grad]
-        self.optimizer = _optimizer(cfg, self.params)
+        # the evidence offset only trains where an evidential loss reads it
+        offset = net.classifier.evidence_offset
+        self.offset = offset if cfg.method == "sfsc" and cfg.evidence_offset else None
+        self.params = [
+            p for p in net.parameters() if p.requires_grad and (p is not offset or self.offset is not None)
+        ]
+        self.optimizer = _optimizer(cfg, self.params, self.offset)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.sampler = (
             PKSampler(bank.pids, cfg.batch_ids, cfg.batch_k, cfg.seed)
             if cfg.sampler == "pk"
@@ -142,7 +149,7 @@ class Trainer:
     def _train_step(
         self, x: torch.Tensor, y: torch.Tensor, epoch: int, gen: torch.Generator
     ) -> dict[str, Any]:
-        ctx = StepContext(epoch, self.net.classifier.weight)
+        ctx = StepContext(epoch, self.net.classifier.weight, self.offset)
         if self.reference is not None:
             ctx.reference_features = self.reference.features(x)
             ctx.reference_classifier = self.reference.net.classifier
@@ -152,7 +159,8 @@ class Trainer:
             out = self.net(x)
             if ctx.reference_features is None and task.width == 1.0:
                 ctx.reference_features = out.features.detach()
-            loss = task.loss(out, y, ctx)
+            result = task.loss(out, y, ctx)
+            loss = result.loss
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"{task.name} loss of width {task.width:g} became {loss.item()} at epoch "
@@ -166,19 +174,22 @@ class Trainer:
                 else:
                     view.copy_(g.reshape(-1))
             record[f"loss/{task.width:g}"] = loss.item()
-            record[f"uncertainty/{task.width:g}"] = _uncertainty(out.logits)
+            record[f"logit_std/{task.width:g}"] = float(out.logits.detach().std())
+            record.update({f"{name}/{task.width:g}": value for name, value in result.metrics.items()})
         self.net.set_width(1.0)
         agg = aggregate(self.grads, self.cfg.aggregation, gen)
         for p, update in zip(self.params, agg.direction.split(self.sizes), strict=True):
             p.grad = update.view_as(p)
         factor = lr_factor(self.cfg, self.step, self.steps_per_epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * factor
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
         self.optimizer.step()
         self.step += 1
         for task, norm in zip(self.tasks, agg.grad_norms, strict=True):
             record[f"grad_norm/{task.width:g}"] = norm
         record.update(conflicts=agg.conflicts, lr=self.cfg.lr * factor)
+        if self.offset is not None:
+            record["evidence_offset"] = float(self.offset.detach())
         return record
 
     # ------------------------------------------------------------------------------------ loop
