@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +31,26 @@ RECIPES = {
 }
 
 
+def git_commit() -> str:
+    """The code a result was measured with: the commit, marked dirty when sources differ from it."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        changed = git("status", "--porcelain", "--", "sfsc_deploy", "exporters", "benchmarks/*.py").strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" (with uncommitted changes)" if changed else "")
+
+
 def provenance() -> dict:
     cpu = cpu_name()
     return {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "commit": git_commit(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -45,7 +62,8 @@ def provenance() -> dict:
 
 def provenance_md(p: dict) -> str:
     return (
-        f"- command: `{p['command']}`\n- machine: {p['machine']}\n- date: {p['date']}\n"
+        f"- command: `{p['command']}`\n- commit: {p.get('commit', 'unknown')}\n"
+        f"- machine: {p['machine']}\n- date: {p['date']}\n"
         f"- python {p['python']}, torch {p['torch']}, sfsc-deploy {p['sfsc_deploy']}\n"
     )
 

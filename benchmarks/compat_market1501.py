@@ -1,183 +1,432 @@
-"""SFSC vs the baselines on the Market-1501 held-out protocol: every method's 4×4 matrix.
+"""SFSC vs the baselines on the Market-1501 held-out protocol, over several seeds.
 
-Same data, input size, epochs and seed for every method. The CPU configuration (2 cores):
-ResNet-18 at base width 32 (``width_mult 0.5``), 128×64 input, D = 256, W = {0.25, 0.5, 0.75},
-Adam 3.5e-4, weight decay 5e-4, batch 64, flip + pad-crop, seed 0, SFSC with the sensoy KL.
-``--recipe random-constant`` (the default) uses shuffled batches and a constant learning rate, the
-recipe that came closest to method.md's calibration point (``calibration_market1501.md``) and
-was best on validation identities (``recipe_variants.md``); Asym-S keeps P×K batches (16 ids × 4)
-because its contrastive loss needs same-identity pairs. ``--recipe pk-cosine`` is the P×K,
-warm-up + cosine recipe of earlier runs. One method takes ~15 minutes (12 epochs) on 2 cores.
-Runs are kept in ``--work`` and resumed, so an interrupted benchmark continues where it stopped;
-invocations with different ``--methods`` can run in parallel and a last one combines them.
+Every method trains with the same recipe: ResNet-18 at base width 32 (``width_mult 0.5``), 128×64
+input, D = 256, W = {0.25, 0.5, 0.75, 1.0}, Adam 3.5e-4 (weight decay 5e-4), shuffled batches of
+64 at a constant learning rate, flip + pad-crop, 12 epochs. (Asym-S trains on the same shuffled
+batches: its contrastive loss pairs each sub-model feature with the full model's feature of the
+same image, so every batch has its positives.) Seeds pair the runs across methods: seed s gives
+every method the same batches and augmentation, and the switchable methods the same
+initialisation; the separate networks of unified / bct / asym start from their own seed per width.
 
-    python benchmarks/compat_market1501.py [--methods sfsc,unified] [--epochs 12]
+The core methods (SFSC with the defaults, SFSC with the paper's loss, BCT-S, Asym-S, unified)
+run with ``--seeds`` (default 0,1,2); the one-to-one baselines and LCE-S with the first seed.
+Runs train side by side (``--jobs 2``, one thread each), resume after an interruption, and are
+reused only when their saved training config equals the requested one.
 
-Writes ``benchmarks/results/compat_market1501.{json,md}``.
+    python benchmarks/compat_market1501.py [--methods sfsc,bct-s] [--seeds 0,1,2] [--jobs 2]
+    python benchmarks/compat_market1501.py --report-only   # the report of the finished runs
+
+Writes ``benchmarks/results/compat_market1501.{json,md,png}`` and the training-log figures
+``compat_market1501_{grad_norms,uncertainty,conflicts}.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import (  # noqa: E402
-    RECIPES,
-    provenance,
-    provenance_md,
-    train_resumable,
-    write_results,
-)
-from sfsc_deploy.data import load_dataset  # noqa: E402
+from benchmarks._common import RECIPES, provenance, provenance_md, save_png, write_results  # noqa: E402
+from benchmarks._jobs import EVAL, RunSpec, run_all, saved_training_config  # noqa: E402
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix  # noqa: E402
-from sfsc_deploy.evaluation.report import matrix_markdown  # noqa: E402
-from sfsc_deploy.evaluation_runs import evaluate_run  # noqa: E402
+from sfsc_deploy.evaluation.seeds import paired_difference, spread  # noqa: E402
 from sfsc_deploy.models import ArchOptions  # noqa: E402
 from sfsc_deploy.train import TrainConfig  # noqa: E402
-from sfsc_deploy.train.config import needs_identity_pairs  # noqa: E402
+from sfsc_deploy.train.log import TrainLog, read_log  # noqa: E402
+from sfsc_deploy.train.log_plots import plot_comparison, plot_cumulative_conflicts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 RESULTS = ROOT / "benchmarks" / "results"
-# name -> (method, aggregation, TrainConfig overrides)
-RUNS = {
-    "unified": ("unified", "sum", {}),
-    "bct-s": ("bct-s", "sum", {}),
-    "asym-s": ("asym-s", "sum", {}),
-    "sfsc": ("sfsc", "project", {}),
-    "sfsc+sum": ("sfsc", "sum", {}),
-    "bct-s+project": ("bct-s", "project", {}),
-    # the paper's λ = 0.2, next to the λ chosen on validation identities (TrainConfig's default)
-    "sfsc-kl0.2": ("sfsc", "project", {"kl_weight": 0.2}),
+WIDTHS = [0.25, 0.5, 0.75, 1.0]
+PAPER_LOSS = {"kl": "paper", "kl_weight": 0.2, "kl_anneal_epochs": 0}
+# name -> (label, TrainConfig overrides, seeded): seeded methods run every --seeds, the rest the first
+METHODS: dict[str, tuple[str, dict, bool]] = {
+    "sfsc": ("SFSC (defaults)", {"method": "sfsc"}, True),
+    "sfsc-paper": (
+        "SFSC, the paper's loss (KL on α, λ 0.2, constant)",
+        {"method": "sfsc", **PAPER_LOSS},
+        True,
+    ),
+    "bct-s": ("BCT-S", {"method": "bct-s"}, True),
+    "asym-s": ("Asym-S", {"method": "asym-s"}, True),
+    "unified": ("unified (separate networks)", {"method": "unified"}, True),
+    "bct": ("BCT, one-to-one", {"method": "bct"}, False),
+    "asym": ("Asym, one-to-one", {"method": "asym"}, False),
+    "lce-s": ("LCE-S", {"method": "lce-s"}, False),
+    # ablations, run when named in --methods
+    "sfsc+sum": ("SFSC + sum (no projection)", {"method": "sfsc", "aggregation": "sum"}, False),
+    "sfsc-pinned": (
+        "SFSC as before the fix: no logit offset, sensoy KL, λ 0.01 annealed over 10 epochs",
+        {
+            "method": "sfsc",
+            "kl": "sensoy",
+            "kl_weight": 0.01,
+            "kl_anneal_epochs": 10,
+            "evidence_offset": False,
+        },
+        False,
+    ),
 }
+DEFAULT_METHODS = "sfsc,sfsc-paper,bct-s,asym-s,unified,bct,asym,lce-s"
+BASELINES = ("sfsc-paper", "bct-s", "asym-s", "unified")
 
 
-def cached_matrix(run_dir: Path) -> CompatibilityMatrix | None:
-    """The run's evaluation when it is newer than the run, so that parallel invocations (one method
-    each) can be combined by a last invocation without evaluating again."""
-    report = run_dir / "eval" / "compat_matrix.json"
-    if not report.exists() or report.stat().st_mtime < (run_dir / "networks.json").stat().st_mtime:
-        return None
-    return CompatibilityMatrix.from_dict(json.loads(report.read_text())["matrix"])
-
-
-def targets(matrices: dict[str, CompatibilityMatrix]) -> list[str]:
-    lines = []
-    sfsc = matrices.get("sfsc")
-    if sfsc is None:
-        return ["sfsc not run yet"]
-    lines.append(f"SFSC passes the rule on every pair: {'yes' if sfsc.all_pass() else 'NO'}")
-    for base in ("bct-s", "asym-s"):
-        if base in matrices:
-            wins = [sfsc.value(q, 1.0) > matrices[base].value(q, 1.0) for q in sfsc.widths if q < 1.0]
-            lines.append(f"SFSC M(q, 1.0) beats {base} for every q < 1: {'yes' if all(wins) else 'NO'}")
-    if "unified" in matrices:
-        gap = sfsc.value(1.0, 1.0) - matrices["unified"].value(1.0, 1.0)
-        lines.append(
-            f"SFSC full mAP − unified full mAP = {gap:+.1f} (target ≥ −0.5): {'yes' if gap >= -0.5 else 'NO'}"
-        )
-    return lines
+def specs_for(args, names: list[str], seeds: list[int]) -> list[tuple[str, int, RunSpec]]:
+    """(method, seed, spec) in the order they should run: every method's first seed, then the rest."""
+    fmt = None if args.data == "synthetic" else args.format
+    size = tuple(int(v) for v in args.input_size.split("x"))
+    options = ArchOptions(width_mult=args.width_mult, input_size=size)
+    work = Path(args.work) / f"e{args.epochs}"
+    runs = []
+    for seed in seeds:
+        for name in names:
+            _, overrides, seeded = METHODS[name]
+            if seed != seeds[0] and not seeded:
+                continue
+            cfg = TrainConfig(**{**RECIPES["random-constant"], **overrides}, epochs=args.epochs, seed=seed)
+            runs.append((name, seed, RunSpec.make(work / f"{name}-s{seed}", args.data, fmt, cfg, options)))
+    return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MARKET))
     parser.add_argument("--format", default="market1501-heldout")
-    parser.add_argument("--methods", default=",".join(RUNS))
+    parser.add_argument("--methods", default=DEFAULT_METHODS)
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--recipe", default="random-constant", choices=sorted(RECIPES))
-    parser.add_argument("--kl", default=None, help="SFSC KL variant (default: TrainConfig's)")
-    parser.add_argument("--kl-weight", type=float, default=None, help="SFSC λ (default: TrainConfig's)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")
+    parser.add_argument("--report-only", action="store_true", help="report the finished runs, train none")
     parser.add_argument("--work", default=str(ROOT / ".bench" / "compat_market1501"))
     parser.add_argument("--out", default=str(RESULTS / "compat_market1501"))
     args = parser.parse_args()
-    fmt = None if args.data == "synthetic" else args.format
-    splits = load_dataset(args.data, fmt)
-    size = tuple(int(v) for v in args.input_size.split("x"))
-    options = ArchOptions(width_mult=args.width_mult, input_size=size)
-    work = Path(args.work) / f"{args.recipe}-e{args.epochs}"
-    record = {
+    names = args.methods.split(",")
+    unknown = sorted(set(names) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = specs_for(args, names, seeds)
+    if not args.report_only:
+        run_all([spec for _, _, spec in runs], jobs=args.jobs)
+    report(args, runs)
+
+
+def report(args, runs: list[tuple[str, int, RunSpec]]) -> None:
+    record: dict = {
         "provenance": provenance(),
-        "dataset": splits.name,
+        "dataset": args.format if args.data != "synthetic" else "synthetic",
         "config": {
             "arch": "resnet18",
-            "widths": [0.25, 0.5, 0.75, 1.0],
+            "widths": WIDTHS,
             "feature_dim": 256,
             "width_mult": args.width_mult,
-            "input_size": list(size),
+            "input_size": args.input_size,
             "epochs": args.epochs,
-            "optimizer": "adam",
-            "lr": 3.5e-4,
-            "weight_decay": 5e-4,
-            "batch": 64,
-            "recipe": args.recipe,
-            "recipe_options": RECIPES[args.recipe],
-            "seed": 0,
+            "recipe": "random-constant (shuffled batches of 64, constant lr) for every method",
             "augmentation": "flip + pad-crop",
-            "kl": args.kl or TrainConfig().kl,
-            "kl_weight": TrainConfig().kl_weight if args.kl_weight is None else args.kl_weight,
-            "kl_anneal_epochs": TrainConfig().kl_anneal_epochs,
         },
-        "methods": {},
+        "runs": [],
     }
-    matrices: dict[str, CompatibilityMatrix] = {}
-    for name in args.methods.split(","):
-        method, aggregation, overrides = RUNS[name]
-        cli = {k: v for k, v in (("kl", args.kl), ("kl_weight", args.kl_weight)) if v is not None}
-        # SFSC runs trained with other --kl/--kl-weight than the defaults are kept apart by name
-        tag = "".join(f"-{k}{v}" for k, v in sorted(cli.items()) if k not in overrides)
-        run_dir = work / (f"{name}{tag}" if method == "sfsc" else name)
-        recipe = dict(RECIPES[args.recipe])
-        if needs_identity_pairs(method, TrainConfig.loss):
-            recipe["sampler"] = "pk"
-        settings = {**recipe, **cli, **overrides}  # a run's own overrides win over the command line
-        cfg = TrainConfig(method=method, aggregation=aggregation, epochs=args.epochs, erasing=0.0, **settings)
-        tic = time.perf_counter()
-        train_resumable(splits, cfg, run_dir, options)
-        train_s = time.perf_counter() - tic
-        matrix = cached_matrix(run_dir) or evaluate_run(run_dir, splits, run_dir / "eval")
-        shutil.copyfile(run_dir / "eval" / "compat_matrix.png", Path(f"{args.out}_{name}.png"))
-        matrices[name] = matrix
-        record["methods"][name] = {
-            "method": method,
-            "aggregation": aggregation,
-            "sampler": cfg.sampler,
-            "kl_weight": cfg.kl_weight if method == "sfsc" else None,
-            "train_seconds_this_invocation": round(train_s, 1),
-            "matrix": matrix.to_dict(),
-            "all_pass": matrix.all_pass(),
+    matrices: dict[str, dict[int, CompatibilityMatrix]] = {}
+    for name, seed, spec in runs:
+        if not spec.finished():
+            continue
+        matrix = CompatibilityMatrix.from_dict(json.loads((spec.path / EVAL).read_text())["matrix"])
+        matrices.setdefault(name, {})[seed] = matrix
+        record["runs"].append(
+            {
+                "method": name,
+                "seed": seed,
+                "run_dir": str(spec.path.relative_to(ROOT))
+                if spec.path.is_relative_to(ROOT)
+                else spec.run_dir,
+                "saved_config": saved_training_config(spec.path),
+                "options": spec.options,
+                "matrix": matrix.to_dict(),
+            }
+        )
+    if not matrices:
+        print("no finished runs yet")
+        return
+    summary = summarize(matrices)
+    record["summary"] = summary
+    record["targets"] = targets(summary, matrices)
+    out = Path(args.out)
+    logs = plot_logs(runs, out)
+    record["grad_norm_balance"] = {name: grad_norm_balance(log) for name, log in logs.items()}
+    record["uncertainty_per_epoch"] = {
+        name: {
+            f"{w:g}": [round(float(v), 4) for v in log.epoch_mean(u)]
+            for w, u in log.per_width("uncertainty").items()
         }
-    record["targets"] = targets(matrices)
+        for name, log in logs.items()
+    }
+    md = markdown(record, summary, matrices)
+    write_results(out, record, md)
+    plot_summary(summary, out.with_suffix(".png"))
+    print("\n".join(md))
+
+
+def summarize(matrices: dict[str, dict[int, CompatibilityMatrix]]) -> dict:
+    """Per method: every cell as mean ± std over seeds, the rule per pair as passes / seeds."""
+    out = {}
+    for name, by_seed in matrices.items():
+        cells = {}
+        for q in WIDTHS:
+            for g in WIDTHS:
+                s = spread([m.value(q, g) for m in by_seed.values()])
+                cells[f"{q:g}->{g:g}"] = asdict(s)
+        rule = {}
+        for i, q in enumerate(WIDTHS):
+            for g in WIDTHS[i + 1 :]:
+                rule[f"{q:g}->{g:g}"] = sum(m.rule(q, g) for m in by_seed.values())
+        out[name] = {"seeds": sorted(by_seed), "mAP": cells, "rule_passes": rule}
+    return out
+
+
+def _values(matrices, name: str, q: float, g: float, seeds: list[int]) -> list[float]:
+    return [matrices[name][s].value(q, g) for s in seeds]
+
+
+def comparisons(matrices: dict[str, dict[int, CompatibilityMatrix]]) -> list[dict]:
+    """SFSC minus each baseline on M(q, 1.0) for every q, paired by seed."""
+    rows = []
+    if "sfsc" not in matrices:
+        return rows
+    for base in BASELINES:
+        if base not in matrices:
+            continue
+        seeds = sorted(set(matrices["sfsc"]) & set(matrices[base]))
+        if not seeds:
+            continue
+        for q in WIDTHS:
+            d = paired_difference(
+                _values(matrices, "sfsc", q, 1.0, seeds), _values(matrices, base, q, 1.0, seeds)
+            )
+            rows.append(
+                {
+                    "baseline": base,
+                    "query": q,
+                    "seeds": seeds,
+                    "difference": d.mean,
+                    "ci95": [d.low, d.high],
+                    "exceeds_spread": d.exceeds_spread,
+                    "text": d.text(),
+                }
+            )
+    return rows
+
+
+def targets(summary: dict, matrices) -> list[str]:
+    lines = []
+    if "sfsc" not in summary:
+        return ["SFSC not finished yet"]
+    sfsc = summary["sfsc"]
+    n = len(sfsc["seeds"])
+    pairs = sfsc["rule_passes"]
+    every = all(v == n for v in pairs.values())
+    lines.append(
+        f"SFSC passes the rule on all 6 pairs in every seed: {'yes' if every else 'NO'} "
+        f"({sum(v == n for v in pairs.values())}/6 pairs pass in all {n} seeds)"
+    )
+    rows = comparisons(matrices)
+    for base in ("bct-s", "asym-s"):
+        mine = [r for r in rows if r["baseline"] == base and r["query"] < 1.0]
+        if mine:
+            ok = all(r["difference"] > 0 and r["exceeds_spread"] for r in mine)
+            detail = "; ".join(f"{r['query']:g}×: {r['text']}" for r in mine)
+            lines.append(
+                f"SFSC M(q, 1.0) beats {base} at every q < 1 beyond the seed spread: "
+                f"{'yes' if ok else 'NO'} ({detail})"
+            )
+    if "unified" in summary:
+        gap = sfsc["mAP"]["1->1"]["mean"] - summary["unified"]["mAP"]["1->1"]["mean"]
+        lines.append(
+            f"SFSC full mAP − unified full mAP = {gap:+.1f} (target ≥ −0.5): {'yes' if gap >= -0.5 else 'NO'}"
+        )
+    return lines
+
+
+def markdown(record: dict, summary: dict, matrices) -> list[str]:
+    label = {name: METHODS[name][0] for name in summary}
     md = [
-        f"# Cross-width compatibility on {splits.name}",
+        f"# Cross-width compatibility on {record['dataset']}, over seeds",
         "",
         provenance_md(record["provenance"]),
-        "Configuration: " + ", ".join(f"{k} {v}" for k, v in record["config"].items()),
+        "Configuration: " + ", ".join(f"{k} {v}" for k, v in record["config"].items()) + ".",
+        "",
+        "Cells are mAP (%) as mean ± sample standard deviation over the seeds listed; the rule column "
+        "counts the seeds in which M(φ_q, φ_g) > M(φ_q, φ_q).",
         "",
         "## Targets",
         "",
         *[f"- {line}" for line in record["targets"]],
         "",
-    ]
-    md += [
-        "## M(φ_q, φ_1.0) per method (mAP)",
+        "## M(φ_q, φ_1.0): the query model against the full model's gallery",
         "",
-        "| method | " + " | ".join(f"φ {q:g}×" for q in (0.25, 0.5, 0.75, 1.0)) + " |",
-        "|---|---:|---:|---:|---:|",
+        "| method | seeds | " + " | ".join(f"φ {q:g}×" for q in WIDTHS) + " |",
+        "|---|---|" + "---:|" * len(WIDTHS),
     ]
-    for name, m in matrices.items():
-        md.append(f"| {name} | " + " | ".join(f"{m.value(q, 1.0):.1f}" for q in m.widths) + " |")
-    for name, m in matrices.items():
-        md += ["", f"## {name}", "", matrix_markdown(m)]
-    write_results(Path(args.out), record, md)
-    print("\n".join(md))
+    cell = lambda name, key: _text(summary[name]["mAP"][key])  # noqa: E731
+    for name in summary:
+        seeds = ",".join(str(s) for s in summary[name]["seeds"])
+        md.append(
+            f"| {label[name]} | {seeds} | " + " | ".join(cell(name, f"{q:g}->1") for q in WIDTHS) + " |"
+        )
+    md += [
+        "",
+        "## The diagonal: each width against its own gallery",
+        "",
+        "| method | " + " | ".join(f"M({q:g}, {q:g})" for q in WIDTHS) + " |",
+        "|---|" + "---:|" * len(WIDTHS),
+    ]
+    for name in summary:
+        md.append(f"| {label[name]} | " + " | ".join(cell(name, f"{q:g}->{q:g}") for q in WIDTHS) + " |")
+    pairs = [f"{q:g}->{g:g}" for i, q in enumerate(WIDTHS) for g in WIDTHS[i + 1 :]]
+    md += [
+        "",
+        "## The compatibility rule per pair: seeds in which it passes",
+        "",
+        "| method | " + " | ".join(p.replace("->", "→") for p in pairs) + " |",
+        "|---|" + "---:|" * len(pairs),
+    ]
+    for name in summary:
+        n = len(summary[name]["seeds"])
+        md.append(
+            f"| {label[name]} | " + " | ".join(f"{summary[name]['rule_passes'][p]}/{n}" for p in pairs) + " |"
+        )
+    rows = comparisons(matrices)
+    if rows:
+        md += [
+            "",
+            "## SFSC minus each baseline on M(φ_q, φ_1.0), paired by seed",
+            "",
+            "Mean difference in mAP points with its 95% Student-t interval over the paired seeds; "
+            "**bold**: the interval excludes 0, i.e. the difference exceeds the seed spread.",
+            "",
+            "| baseline | " + " | ".join(f"φ {q:g}×" for q in WIDTHS) + " |",
+            "|---|" + "---:|" * len(WIDTHS),
+        ]
+        for base in BASELINES:
+            mine = {r["query"]: r for r in rows if r["baseline"] == base}
+            if mine:
+                texts = [
+                    (f"**{mine[q]['text']}**" if mine[q]["exceeds_spread"] else mine[q]["text"])
+                    for q in WIDTHS
+                ]
+                md.append(f"| {label.get(base, base)} | " + " | ".join(texts) + " |")
+    balance = {n: r for n, r in record["grad_norm_balance"].items() if r}
+    if balance:
+        epochs = max(len(r) for r in balance.values())
+        md += [
+            "",
+            "## Gradient-norm balance (paper Fig. 5), first seed",
+            "",
+            "Per epoch, the mean ‖g‖ of the 0.25× task over the 0.75× task's (1 = balanced).",
+            "",
+            "| method | " + " | ".join(f"e{e + 1}" for e in range(epochs)) + " |",
+            "|---|" + "---:|" * epochs,
+            *(f"| {label[n]} | " + " | ".join(f"{v:.2f}" for v in r) + " |" for n, r in balance.items()),
+        ]
+    for name, per_width in record["uncertainty_per_epoch"].items():
+        if per_width:
+            epochs = max(len(v) for v in per_width.values())
+            md += [
+                "",
+                f"Uncertainty u per width and epoch, {label[name]} (first seed):",
+                "",
+                "| width | " + " | ".join(f"e{e + 1}" for e in range(epochs)) + " |",
+                "|---|" + "---:|" * epochs,
+                *(f"| {w} | " + " | ".join(f"{v:.3f}" for v in us) + " |" for w, us in per_width.items()),
+            ]
+    md += [
+        "",
+        "## Every run's full matrix (mAP), first seed",
+        "",
+    ]
+    for name, by_seed in matrices.items():
+        m = by_seed[min(by_seed)]
+        md += [
+            f"### {label[name]} (seed {min(by_seed)})",
+            "",
+            "| query ↓ gallery → | " + " | ".join(f"{g:g}" for g in WIDTHS) + " |",
+            "|---|" + "---:|" * len(WIDTHS),
+            *(f"| {q:g} | " + " | ".join(f"{m.value(q, g):.1f}" for g in WIDTHS) + " |" for q in WIDTHS),
+            "",
+        ]
+    md += [
+        "Figures: [summary](compat_market1501.png), gradient norm per task "
+        "([Fig. 5](compat_market1501_grad_norms.png)), uncertainty per width "
+        "([u](compat_market1501_uncertainty.png)), cumulative conflicting pairs "
+        "([Fig. 6](compat_market1501_conflicts.png)), all from the first seed's training logs.",
+    ]
+    return md
+
+
+def _text(cell: dict) -> str:
+    return f"{cell['mean']:.1f} ± {cell['std']:.1f}" if cell["n"] > 1 else f"{cell['mean']:.1f}"
+
+
+def plot_summary(summary: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    ax_cross, ax_diag = fig.subplots(1, 2, sharey=True)
+    for name, s in summary.items():
+        for ax, key in ((ax_cross, "{q:g}->1"), (ax_diag, "{q:g}->{q:g}")):
+            cells = [s["mAP"][key.format(q=q)] for q in WIDTHS]
+            ax.errorbar(
+                WIDTHS,
+                [c["mean"] for c in cells],
+                yerr=[c["std"] for c in cells],
+                marker="o",
+                capsize=3,
+                label=f"{name} ({len(s['seeds'])} seed{'s' if len(s['seeds']) > 1 else ''})",
+            )
+    ax_cross.set_title("M(φ_q, φ_1.0): query width q vs the full gallery")
+    ax_diag.set_title("M(φ_q, φ_q): each width's own gallery")
+    for ax in (ax_cross, ax_diag):
+        ax.set_xlabel("query width q")
+        ax.set_xticks(WIDTHS)
+        ax.grid(alpha=0.3)
+    ax_cross.set_ylabel("mAP (%), mean ± std over seeds")
+    ax_diag.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_logs(runs: list[tuple[str, int, RunSpec]], out: Path) -> dict[str, TrainLog]:
+    """Fig. 5 (gradient norm per task), u per width and Fig. 6 (conflicts) from the first seed's logs."""
+    first: dict[str, TrainLog] = {}
+    for name, _, spec in runs:
+        if name not in first and spec.finished() and name in ("bct-s", "sfsc", "sfsc-paper", "sfsc+sum"):
+            first[name] = read_log(spec.path)
+    if not first:
+        return first
+    plot_comparison(first, "grad_norm", "‖g_i‖ per task", f"{out}_grad_norms.png", logy=True)
+    with_u = {n: log for n, log in first.items() if log.per_width("uncertainty")}
+    if with_u:
+        plot_comparison(with_u, "uncertainty", "u = C / S", f"{out}_uncertainty.png")
+    plot_cumulative_conflicts(first, f"{out}_conflicts.png")
+    return first
+
+
+def grad_norm_balance(log: TrainLog) -> list[float]:
+    """Per epoch: mean ‖g‖ of the narrowest task over the widest narrow task (1 = balanced)."""
+    norms = log.per_width("grad_norm")
+    narrow = [w for w in norms if w < 1.0]
+    if len(narrow) < 2:
+        return []
+    ratio = norms[min(narrow)] / norms[max(narrow)]
+    return [float(v) for v in log.epoch_mean(np.asarray(ratio))]
 
 
 if __name__ == "__main__":

@@ -46,18 +46,26 @@ PAPER = {"kl": "paper", "kl_weight": 0.2, "kl_anneal_epochs": 0}
 SENSOY = {"kl": "sensoy", "kl_anneal_epochs": 0}
 PINNED = {"evidence_offset": False}  # the loss as it was: logits with zero batch mean per class
 NECK = {"evidence_offset": False}  # the neck-bias candidate replaces the offset
+SLOW = {"offset_init": None, "offset_lr": 0.01}  # round 1's offset: from −ln C at lr 0.01
+ZERO = {"offset_init": 0.0}  # the offset starting where the loss without it is
 # name -> (TrainConfig overrides, ArchOptions overrides)
-VARIANTS: dict[str, tuple[dict, dict]] = {
+ROUND1: dict[str, tuple[dict, dict]] = {
     "paper-pinned": ({**PAPER, **PINNED}, {}),
     "paper-neckbias": ({**PAPER, **NECK}, {"neck_bias": True}),
-    "paper-offset": (PAPER, {}),
+    "paper-offset-slow": ({**PAPER, **SLOW}, {}),
     "sensoy0.01-pinned": ({**SENSOY, "kl_weight": 0.01, **PINNED}, {}),
     "sensoy0.01-neckbias": ({**SENSOY, "kl_weight": 0.01, **NECK}, {"neck_bias": True}),
+    "sensoy0.01-offset-slow": ({**SENSOY, "kl_weight": 0.01, **SLOW}, {}),
+}
+ROUND2: dict[str, tuple[dict, dict]] = {
     "sensoy0.01-offset": ({**SENSOY, "kl_weight": 0.01}, {}),
+    "sensoy0.01-offset0": ({**SENSOY, "kl_weight": 0.01, **ZERO}, {}),
+    "paper-offset": (PAPER, {}),
+    "paper-offset0": ({**PAPER, **ZERO}, {}),
     "sensoy0.2-offset": ({**SENSOY, "kl_weight": 0.2}, {}),
-    "paper0.01-offset": ({**PAPER, "kl_weight": 0.01}, {}),
     "bct-s": ({"method": "bct-s"}, {}),
 }
+VARIANTS = {**ROUND1, **ROUND2}
 
 
 @dataclass
@@ -113,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MARKET))
     parser.add_argument("--format", default="market1501-heldout")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(ROUND2), help=f"any of {', '.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--val-ids", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")

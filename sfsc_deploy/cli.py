@@ -19,6 +19,7 @@ from rich.table import Table
 from . import __version__
 from .channels import format_widths, parse_widths
 from .errors import SfscError
+from .train.config import TrainConfig
 
 app = typer.Typer(
     name="sfsc-deploy",
@@ -233,10 +234,26 @@ def train(
     aggregation: Annotated[
         str | None, typer.Option(help="sum | project (default: project for sfsc, sum otherwise).")
     ] = None,
-    kl: Annotated[str, typer.Option(help="SFSC KL term: sensoy (on α̃, annealed) | paper (on α).")] = "sensoy",
+    kl: Annotated[
+        str, typer.Option(help="SFSC KL term: paper (on α) | sensoy (on α̃: wrong classes only).")
+    ] = TrainConfig.kl,
     kl_weight: Annotated[
         float, typer.Option(help="λ of the SFSC KL term (the paper's is 0.2; see the README).")
-    ] = 0.01,
+    ] = TrainConfig.kl_weight,
+    kl_anneal_epochs: Annotated[
+        int, typer.Option(help="Ramp λ up linearly over this many epochs (0: constant, the paper's).")
+    ] = TrainConfig.kl_anneal_epochs,
+    evidence_offset: Annotated[
+        bool,
+        typer.Option(
+            help="Learn the classifier's logit offset in the evidential loss (without it u is "
+            "pinned near 0.5; see the README)."
+        ),
+    ] = TrainConfig.evidence_offset,
+    offset_init: Annotated[
+        float | None, typer.Option(help="Start value of that offset (default: −ln C, C the identities).")
+    ] = TrainConfig.offset_init,
+    offset_lr: Annotated[float, typer.Option(help="Learning rate of that offset.")] = TrainConfig.offset_lr,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
     batch_ids: Annotated[int, typer.Option(help="Identities per batch (P).")] = 16,
     batch_k: Annotated[int, typer.Option(help="Images per identity (K).")] = 4,
@@ -271,10 +288,15 @@ def train(
     synthetic_seed: SynthSeedOpt = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last epoch.")] = False,
     force: Annotated[bool, typer.Option(help="Start over in a non-empty --out.")] = False,
+    tensorboard: Annotated[
+        bool, typer.Option(help="Also write a TensorBoard event file (needs the tensorboard package).")
+    ] = False,
+    plots: Annotated[
+        bool, typer.Option(help="Draw the log's plots into <out>/plots at the end (see plot-log).")
+    ] = True,
 ) -> None:
-    """Train SFSC (or a baseline) and write checkpoints, a JSONL log and networks.json."""
+    """Train SFSC (or a baseline) and write checkpoints, a JSONL log, plots and networks.json."""
     from .models import ArchOptions
-    from .train import TrainConfig
     from .train import train as run_training
 
     cfg = TrainConfig(
@@ -283,6 +305,10 @@ def train(
         aggregation=aggregation,
         kl=kl,
         kl_weight=kl_weight,
+        kl_anneal_epochs=kl_anneal_epochs,
+        evidence_offset=evidence_offset,
+        offset_init=offset_init,
+        offset_lr=offset_lr,
         epochs=epochs,
         batch_ids=batch_ids,
         batch_k=batch_k,
@@ -310,11 +336,41 @@ def train(
         options=options,
         resume=resume,
         force=force,
+        tensorboard=tensorboard,
+        plots=plots,
     )
     out.print(
         f"trained {cfg.method} ({cfg.aggregation}) on {splits.name}: "
         f"{len(result.networks)} widths → {out_dir}/networks.json"
     )
+
+
+@app.command("plot-log")
+def plot_log_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of `sfsc-deploy train` (or one w*/ in it).")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the PNGs (default: RUN_DIR/plots).")
+    ] = None,
+) -> None:
+    """Plot a training log: losses, gradient norm per task (SFSC Fig. 5), uncertainty u per width,
+    conflicting gradient pairs (Fig. 6)."""
+    from .train.log import read_log
+    from .train.log_plots import plot_log
+
+    folders = [run_dir] if (run_dir / "train_log.jsonl").exists() else sorted(run_dir.glob("w*/"))
+    if not folders:
+        raise SfscError(f"no training log in {run_dir}; pass the --out of `sfsc-deploy train`")
+    for folder in folders:
+        log = read_log(folder)
+        target = out_dir / folder.name if out_dir and folder != run_dir else out_dir or folder / "plots"
+        plots = plot_log(log, target, title=folder.name)
+        u = log.per_width("uncertainty")
+        summary = ", ".join(f"{w:g}× {float(values[-50:].mean()):.3f}" for w, values in u.items())
+        out.print(
+            f"{folder}: {len(log.step)} steps; "
+            + (f"final u: {summary}; " if u else "")
+            + f"wrote {', '.join(p.name for p in plots.paths)} to {target}"
+        )
 
 
 @app.command("eval")

@@ -142,4 +142,3 @@ def test_slice_example_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-1500:]
     assert done.stdout.count("max |sliced - switchable| = ") == 4
     assert (tmp_path / "example.safetensors").exists() and (tmp_path / "example-w025" / "model.json").exists()
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -32,14 +31,14 @@ class SharedClassifier(nn.Linear):
     least 1 for every class (Jensen), and the uncertainty ``u = C/S`` cannot fall below about 0.5
     however well a width classifies. The offset ``b`` (one scalar, so the full model's softmax is
     unchanged) lets the evidential loss see ``z + b``: non-target evidence can go to zero and u
-    can carry the signal SFSC relies on. It starts at ``−ln C`` (total evidence ≈ 1 on untrained
-    logits, u ≈ 1) and is learned by the narrow widths' evidential losses.
+    can carry the signal SFSC relies on. The trainer starts it at ``TrainConfig.offset_init`` and
+    the narrow widths' evidential losses learn it.
     """
 
     def __init__(self, feature_dim: int, num_classes: int) -> None:
         super().__init__(feature_dim, num_classes, bias=False)
         nn.init.normal_(self.weight, std=0.001)
-        self.evidence_offset = nn.Parameter(torch.tensor(-math.log(num_classes)))
+        self.evidence_offset = nn.Parameter(torch.zeros(()))
 
 
 class FeatureNet(nn.Module):

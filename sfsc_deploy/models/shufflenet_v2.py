@@ -1,9 +1,16 @@
-"""Switchable ShuffleNetV2.
+"""Switchable ShuffleNetV2, with a channel split that nests across widths.
 
 A unit's output is the concatenation of two branches of ``B`` channels, described as
-``Ch(B, 2)`` so that at width γ it holds ``2·c(γ, B)`` channels and the channel split of the
-next unit falls exactly between the branches. Channel shuffle is shape-agnostic, so it is the
-same code at every width.
+``Ch(B, 2)`` so that at width γ it holds ``2·c(γ, B)`` channels, interleaved by the channel
+shuffle: ``[p0, b0, p1, b1, …]`` (p: the pass-through half, b: the branch output).
+
+The original unit then splits its input into the first and second *halves*. That split does not
+nest: at width γ the second half starts at channel ``c`` instead of ``B``, so a narrow model would
+feed the branch's shared weights other channels than the full model feeds them, and the two would
+not really share weights. Here the split takes positions ``≡ 0, 3 (mod 4)`` as the pass-through
+half and ``≡ 1, 2 (mod 4)`` as the branch input: ``[p0, b1, p2, b3, …]`` and ``[b0, p1, b2, p3, …]``.
+Each half still mixes pass-through and branch channels, as the half-split after a shuffle does,
+and what a narrow width reads is the leading part of what the full width reads.
 """
 
 from __future__ import annotations
@@ -22,6 +29,18 @@ STAGE_REPEATS = (4, 8, 4)
 
 def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
     return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+
+
+def nested_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pass-through, branch input): channel positions ≡ 0, 3 and ≡ 1, 2 (mod 4), in order.
+
+    Python index lists (the channel count is static), so traced and exported graphs hold them
+    as constants.
+    """
+    n = x.shape[1]
+    keep = [i for i in range(n) if i % 4 in (0, 3)]
+    branch = [i for i in range(n) if i % 4 in (1, 2)]
+    return x[:, keep], x[:, branch]
 
 
 class ShuffleUnit(nn.Module):
@@ -48,7 +67,7 @@ class ShuffleUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.branch1 is None:
-            x1, x2 = x.chunk(2, dim=1)
+            x1, x2 = nested_split(x)
             out = torch.cat((x1, self.branch2(x2)), dim=1)
         else:
             out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -42,7 +43,9 @@ class TrainConfig:
     # the classifier's learned logit offset in the evidential loss (models.net.SharedClassifier);
     # False reproduces the loss whose uncertainty is pinned near 0.5: benchmarks/results/evidence_fix.md
     evidence_offset: bool = True
-    offset_lr: float = 0.01  # the offset's own learning rate (no weight decay), scaled by the schedule
+    # where the offset starts; None: −ln C (total evidence ≈ 1 on untrained logits, u ≈ 1)
+    offset_init: float | None = None
+    offset_lr: float = 0.05  # the offset's own learning rate (no weight decay), scaled by the schedule
     asym_mode: str = "contrastive"
     asym_margin: float = 0.7
     label_smoothing: float = 0.1
@@ -89,6 +92,8 @@ class TrainConfig:
                 "--sampler random gives batches with almost no same-identity pairs, which the "
                 "triplet loss needs; use --sampler pk"
             )
+        if self.offset_init is not None and not math.isfinite(self.offset_init):
+            raise SfscError(f"--offset-init must be a finite number, got {self.offset_init}")
         if not self.lr > 0 or not self.offset_lr > 0:
             raise SfscError(f"--lr and --offset-lr must be > 0, got {self.lr} and {self.offset_lr}")
 

@@ -21,10 +21,12 @@ from ..data.records import ReidSplits, split_validation
 from ..errors import SfscError
 from ..models import ArchOptions, NetConfig, SwitchableNet, build
 from .config import TrainConfig
+from .log_plots import plot_log
 from .tasks import one_to_one_task, switchable_tasks
-from .trainer import CHECKPOINT, LOG, STATE, Reference, Trainer
+from .trainer import CHECKPOINT, LOG, STATE, TENSORBOARD, Reference, Trainer
 
 NETWORKS = "networks.json"
+PLOTS = "plots"
 
 
 @dataclass
@@ -67,8 +69,14 @@ def train(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
+    tensorboard: bool = False,
+    plots: bool = True,
 ) -> TrainResult:
-    """Train ``cfg.method`` on ``splits.train`` and write the run directory ``out_dir``."""
+    """Train ``cfg.method`` on ``splits.train`` and write the run directory ``out_dir``.
+
+    ``plots`` draws the training log's pictures into ``<run>/plots`` at the end (``plot_log``);
+    ``tensorboard`` also writes a TensorBoard event file while training.
+    """
     out_dir = Path(out_dir)
     widths = parse_widths(widths)
     options = options or ArchOptions()
@@ -93,10 +101,13 @@ def train(
         return build(arch, net_widths, feature_dim, num_classes, **vars(options))
 
     def fit(net, tasks, run_dir, reference=None, label="train") -> Path:
-        trainer = Trainer(net, tasks, cfg, bank, run_dir, reference, validate, progress, label)
+        trainer = Trainer(net, tasks, cfg, bank, run_dir, reference, validate, progress, label, tensorboard)
         if resume and (Path(run_dir) / CHECKPOINT).exists():
             trainer.resume()
-        return trainer.fit()
+        checkpoint_path = trainer.fit()
+        if plots:
+            plot_log(run_dir, Path(run_dir) / PLOTS, title=label)
+        return checkpoint_path
 
     if force and not resume:
         _clear_run(out_dir)
@@ -144,6 +155,9 @@ def _clear_run(out_dir: Path) -> None:
     for folder in [out_dir, *sorted(out_dir.glob("w*"))]:
         for name in (CHECKPOINT, STATE, LOG, NETWORKS):
             (folder / name).unlink(missing_ok=True)
+        written = [*(folder / PLOTS).glob("*.png"), *(folder / TENSORBOARD).glob("events.out.tfevents.*")]
+        for path in written:
+            path.unlink()
 
 
 def write_networks(result: TrainResult) -> Path:

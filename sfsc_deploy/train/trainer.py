@@ -9,6 +9,7 @@ generators seeded by (seed, epoch), so resuming at an epoch boundary continues e
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,19 @@ from .state import load_state, save_state
 from .tasks import StepContext, Task
 
 CHECKPOINT, STATE, LOG = "checkpoint.safetensors", "train_state.safetensors", "train_log.jsonl"
+TENSORBOARD = "tensorboard"
+
+
+def _summary_writer(log_dir: Path):
+    """TensorBoard's own writer (torch.utils.tensorboard), for people who watch a run live."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SfscError(
+            "--tensorboard needs the tensorboard package; install it with "
+            "pip install 'sfsc-deploy[tensorboard]' or drop --tensorboard"
+        ) from None
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 class TrainingDiverged(SfscError):
@@ -78,10 +92,12 @@ class Trainer:
         validate: Callable[[SwitchableNet], dict[str, Any]] | None = None,
         progress: bool = True,
         label: str = "train",
+        tensorboard: bool = False,
     ) -> None:
         self.net, self.tasks, self.cfg, self.bank = net, tasks, cfg, bank
         self.run_dir = Path(run_dir)
         self.reference, self.validate, self.progress, self.label = reference, validate, progress, label
+        self.tensorboard = tensorboard
         # the evidence offset only trains where an evidential loss reads it
         offset = net.classifier.evidence_offset
         self.offset = offset if cfg.method == "sfsc" and cfg.evidence_offset else None
@@ -213,6 +229,7 @@ class Trainer:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         ]
+        board = _summary_writer(self.run_dir / TENSORBOARD) if self.tensorboard else None
         with (
             Progress(*columns, disable=not self.progress, transient=False) as bar,
             open(self.run_dir / LOG, "a") as log,
@@ -220,6 +237,10 @@ class Trainer:
             job = bar.add_task(
                 self.label, total=total, completed=self.start_epoch * self.steps_per_epoch, status=""
             )
+            if self.offset is not None and self.step == 0:
+                start = self.cfg.offset_init
+                with torch.no_grad():
+                    self.offset.fill_(-math.log(self.net.config.num_classes) if start is None else start)
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 self.net.train()
                 batches = self.sampler.batches(epoch)
@@ -232,6 +253,10 @@ class Trainer:
                     speed = len(idx) / (time.perf_counter() - tic)
                     record = {"epoch": epoch, "step": self.step, **record, "images_per_s": speed}
                     log.write(json.dumps(record) + "\n")
+                    if board is not None:
+                        for name, value in record.items():
+                            if name not in ("epoch", "step"):
+                                board.add_scalar(name, value, self.step)
                     main_loss = record[f"loss/{self.tasks[0].width:g}"]
                     bar.update(job, advance=1, status=f"loss {main_loss:.3f}  {speed:.0f} img/s")
                 log.flush()
@@ -239,6 +264,13 @@ class Trainer:
                 if val is not None:
                     log.write(json.dumps({"epoch": epoch, "step": self.step, "val": val}) + "\n")
                     log.flush()
+                    if board is not None:
+                        for name, value in val.items():
+                            board.add_scalar(f"val/{name}", value, self.step)
+                if board is not None:
+                    board.flush()
                 self._save(epoch, val)
+        if board is not None:
+            board.close()
         self.net.eval()
         return self.run_dir / CHECKPOINT

@@ -17,7 +17,7 @@ from tests.train.conftest import TINY_OPTIONS
 CFG = dict(epochs=2, batch_ids=4, batch_k=2, warmup_epochs=0.5)
 
 
-def run(data, tmp_path, name="run", *, resume=False, force=False, **overrides):
+def run(data, tmp_path, name="run", *, resume=False, force=False, plots=True, tensorboard=False, **overrides):
     cfg = TrainConfig(**{**CFG, **overrides})
     return train(
         data,
@@ -30,6 +30,8 @@ def run(data, tmp_path, name="run", *, resume=False, force=False, **overrides):
         progress=False,
         resume=resume,
         force=force,
+        plots=plots,
+        tensorboard=tensorboard,
     )
 
 
