@@ -261,7 +261,7 @@ def train(
         str,
         typer.Option(
             help="pk: P identities × K images per batch; random: shuffled batches of P·K images "
-            "(softmax/circle only)."
+            "(not with softmax+triplet, which needs same-identity pairs)."
         ),
     ] = "pk",
     optimizer: Annotated[str, typer.Option(help="adam | sgd (momentum 0.9, Nesterov).")] = "adam",

@@ -33,18 +33,16 @@ class TrainConfig:
     method: str = "sfsc"
     loss: str = "softmax"
     aggregation: str | None = None  # None: project for sfsc, sum for every other method
-    kl: str = "sensoy"  # measured better than "paper" on validation ids: benchmarks/results/kl_variants.md
-    # λ: the paper's 0.2 drives the narrow widths to all-uncertain, near-zero logits once annealed in
-    # (u stays 0.5, logit std 0.13 against the full model's 1.5) and costs their compatibility;
-    # 0.01 was chosen on validation identities: benchmarks/results/recipe_kl_weight.md
-    kl_weight: float = 0.01
-    kl_anneal_epochs: int = 10  # λ ramps up linearly over these epochs (either KL); 0: constant
+    # SFSC's loss: the paper's (KL on α, λ 0.2, constant) with the classifier's learned logit offset,
+    # chosen on validation identities: benchmarks/results/sfsc_validation.md (docs/evidential_head.md)
+    kl: str = "paper"
+    kl_weight: float = 0.2
+    kl_anneal_epochs: int = 0  # λ ramps up linearly over these epochs (either KL); 0: constant
     evidence_clamp: float = 10.0
-    # the classifier's learned logit offset in the evidential loss (models.net.SharedClassifier);
-    # False reproduces the loss whose uncertainty is pinned near 0.5: benchmarks/results/evidence_fix.md
+    # the learned offset (models.net.SharedClassifier); False is the loss whose uncertainty is pinned
+    # near 0.5 because the logits have zero batch mean per class
     evidence_offset: bool = True
-    # where the offset starts; None: −ln C (total evidence ≈ 1 on untrained logits, u ≈ 1)
-    offset_init: float | None = None
+    offset_init: float | None = 0.0  # where the offset starts; None: −ln C (u ≈ 1, slow first epoch)
     offset_lr: float = 0.05  # the offset's own learning rate (no weight decay), scaled by the schedule
     asym_mode: str = "contrastive"
     asym_margin: float = 0.7

@@ -22,25 +22,38 @@ def test_training_beats_an_untrained_model_widely(tmp_path):
 
 
 def test_the_offset_moves_the_uncertainty_off_half_where_it_stayed_pinned(tmp_path):
-    """The paper's loss (KL on α, λ 0.2). Without the offset the head's logits have zero batch mean
-    per class, every narrow width's u sits at 0.5 all run; with it u leaves 0.5 and falls as the
-    widths learn."""
+    """The paper's loss (KL on α, λ 0.2, the defaults). Without the offset the head's logits have
+    zero batch mean per class and every narrow width's u sits at 0.5 all run; with it (started at
+    0, the default) u leaves 0.5; started at −ln C (u ≈ 1) u falls as the widths learn."""
     data = load_dataset("synthetic", synthetic=SyntheticConfig(num_train_ids=32, num_test_ids=8))
-    paper = dict(method="sfsc", kl="paper", kl_weight=0.2, kl_anneal_epochs=0, sampler="random")
-    common = dict(epochs=3, lr=3e-3, batch_ids=8, batch_k=4, warmup_epochs=0.5, **paper)
-    u = {}
-    for offset in (False, True):
-        cfg = TrainConfig(evidence_offset=offset, **common)
-        run = tmp_path / f"offset-{offset}"
-        train(data, "resnet18", "0.25,0.5", cfg, run, feature_dim=32, options=TINY_OPTIONS, progress=False)
-        u[offset] = read_log(run).per_width("uncertainty")
-        assert sorted(u[offset]) == [0.25, 0.5]
-    for values in u[False].values():
+    common = dict(epochs=3, lr=3e-3, batch_ids=8, batch_k=4, warmup_epochs=0.5, sampler="random")
+    logs = {}
+    for name, overrides in {
+        "pinned": {"evidence_offset": False},
+        "offset": {},
+        "from-minus-ln-C": {"offset_init": None},
+    }.items():
+        cfg = TrainConfig(method="sfsc", **common, **overrides)
+        assert (cfg.kl, cfg.kl_weight, cfg.kl_anneal_epochs) == ("paper", 0.2, 0)
+        train(
+            data,
+            "resnet18",
+            "0.25,0.5",
+            cfg,
+            tmp_path / name,
+            feature_dim=32,
+            options=TINY_OPTIONS,
+            progress=False,
+        )
+        logs[name] = read_log(tmp_path / name)
+        assert sorted(logs[name].per_width("uncertainty")) == [0.25, 0.5]
+    for values in logs["pinned"].per_width("uncertainty").values():
         assert abs(values - 0.5).max() < 0.01
-    log = read_log(tmp_path / "offset-True")
-    for values in u[True].values():
-        assert values.min() > 0.6
-        per_epoch = log.epoch_mean(values)
-        assert per_epoch[-1] < per_epoch[0]
-    offset = log.column("evidence_offset")
-    assert offset is not None and offset[-1] != offset[0]
+    offset = logs["offset"]
+    for values in offset.per_width("uncertainty").values():
+        assert offset.epoch_mean(values)[-1] > 0.6
+    assert offset.column("evidence_offset")[-1] < -0.5
+    falling = logs["from-minus-ln-C"]
+    for values in falling.per_width("uncertainty").values():
+        per_epoch = falling.epoch_mean(values)
+        assert per_epoch[0] > 0.9 and per_epoch[-1] < per_epoch[0]
