@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 import sfsc_deploy
-from sfsc_deploy.atomic import write_text
-from sfsc_deploy.bench import cpu_name
+from exporters.files import write_text
 from sfsc_deploy.data import ReidSplits
 from sfsc_deploy.models import ArchOptions
+from sfsc_deploy.perf.bench import cpu_name
 from sfsc_deploy.train import TrainConfig, train
 
 # training recipes the Market-1501 benchmarks compare: name -> TrainConfig overrides (batch 64 in all:
@@ -116,7 +116,7 @@ def median(xs: list[float]) -> float:
 
 
 def save_png(fig, path: Path) -> None:
-    from sfsc_deploy.atomic import atomic_path
+    from exporters.files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -30,8 +30,8 @@ if str(ROOT) not in sys.path:
 from sfsc_deploy import checkpoint  # noqa: E402
 from sfsc_deploy.errors import SfscError  # noqa: E402
 from sfsc_deploy.models import ArchOptions, NetConfig  # noqa: E402
+from sfsc_deploy.models.networks import NETWORKS, read_networks  # noqa: E402
 from sfsc_deploy.train import TrainConfig  # noqa: E402
-from sfsc_deploy.train.run import NETWORKS, read_networks  # noqa: E402
 
 SPEC = "run_spec.json"
 WORKER_LOG = "worker.log"
@@ -113,7 +113,7 @@ def saved_training_config(run_dir: Path) -> dict[str, Any]:
 def run_one(spec: RunSpec, progress: bool = False) -> None:
     """Train (or resume) and evaluate one spec in this process."""
     from sfsc_deploy.data import load_dataset
-    from sfsc_deploy.evaluation_runs import evaluate_run
+    from sfsc_deploy.evaluation.runs import evaluate_run
     from sfsc_deploy.train import train
 
     spec.check_reusable()

@@ -30,9 +30,9 @@ from benchmarks._common import (  # noqa: E402
     train_resumable,
     write_results,
 )
-from sfsc_deploy.atomic import write_text  # noqa: E402
+from exporters.files import write_text  # noqa: E402
 from sfsc_deploy.data import load_dataset  # noqa: E402
-from sfsc_deploy.evaluation_runs import evaluate_run  # noqa: E402
+from sfsc_deploy.evaluation.runs import evaluate_run  # noqa: E402
 from sfsc_deploy.models import ArchOptions  # noqa: E402
 from sfsc_deploy.train import TrainConfig  # noqa: E402
 

@@ -24,17 +24,25 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
+from exporters.files import (
+    atomic_path,  # noqa: E402
+    file_sha256,  # noqa: E402
+)
 from sfsc_deploy import checkpoint  # noqa: E402
-from sfsc_deploy.atomic import atomic_path  # noqa: E402
 from sfsc_deploy.data import load_dataset  # noqa: E402
 from sfsc_deploy.data.bank import build_bank  # noqa: E402
+from sfsc_deploy.deploy.export import (
+    default_images,
+    export_tiers,  # noqa: E402
+)
+from sfsc_deploy.deploy.tiers import load_tiers  # noqa: E402
 from sfsc_deploy.evaluation.metrics import evaluate  # noqa: E402
-from sfsc_deploy.export import default_images, export_tiers  # noqa: E402
-from sfsc_deploy.extractors import TorchExtractor, open_extractor  # noqa: E402
-from sfsc_deploy.gallery import Gallery  # noqa: E402
-from sfsc_deploy.hashing import file_sha256  # noqa: E402
-from sfsc_deploy.tiers import load_tiers  # noqa: E402
-from sfsc_deploy.verify import verify  # noqa: E402
+from sfsc_deploy.retrieval.extractors import (
+    TorchExtractor,
+    open_extractor,  # noqa: E402
+)
+from sfsc_deploy.retrieval.gallery import Gallery  # noqa: E402
+from sfsc_deploy.retrieval.verify import verify  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKET = ROOT.parent / "shared" / "datasets" / "market1501"

@@ -23,7 +23,7 @@ from exporters.graph import DeployGraph  # noqa: E402
 from exporters.onnx_export import save_onnx, to_onnx  # noqa: E402
 from exporters.ort_runtime import OrtModel  # noqa: E402
 from sfsc_deploy.models import build  # noqa: E402
-from sfsc_deploy.slicing import slice_model  # noqa: E402
+from sfsc_deploy.models.slicing import slice_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (256, 128)

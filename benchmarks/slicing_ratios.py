@@ -17,9 +17,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
-from sfsc_deploy.complexity import width_report  # noqa: E402
 from sfsc_deploy.models import build  # noqa: E402
-from sfsc_deploy.slicing import slice_error, slice_model  # noqa: E402
+from sfsc_deploy.models.slicing import (
+    slice_error,
+    slice_model,  # noqa: E402
+)
+from sfsc_deploy.perf.complexity import width_report  # noqa: E402
 from tests.conftest import randomize_bn  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -23,9 +23,9 @@ from benchmarks._common import interleaved, median, provenance, provenance_md, s
 from exporters.graph import DeployGraph  # noqa: E402
 from exporters.onnx_export import save_onnx, to_onnx  # noqa: E402
 from exporters.ort_runtime import OrtModel  # noqa: E402
-from sfsc_deploy.complexity import count_macs  # noqa: E402
 from sfsc_deploy.models import build  # noqa: E402
-from sfsc_deploy.slicing import slice_model  # noqa: E402
+from sfsc_deploy.models.slicing import slice_model  # noqa: E402
+from sfsc_deploy.perf.complexity import count_macs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = [0.25, 0.5, 0.75, 1.0]

@@ -5,10 +5,9 @@ python examples/slice_in_python.py
 
 import torch
 
-from sfsc_deploy import checkpoint
-from sfsc_deploy.complexity import width_report
-from sfsc_deploy.models import build
-from sfsc_deploy.slicing import save_sliced, slice_error, slice_model
+from sfsc_deploy.models import build, checkpoint
+from sfsc_deploy.models.slicing import save_sliced, slice_error, slice_model
+from sfsc_deploy.perf.complexity import width_report
 
 
 def main() -> None:

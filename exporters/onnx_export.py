@@ -12,10 +12,10 @@ from pathlib import Path
 import onnx
 import torch
 
-from sfsc_deploy.atomic import write_bytes
-from sfsc_deploy.errors import SfscError
+from exporters.graph import DeployGraph
 
-from .graph import DeployGraph
+from .errors import UserError
+from .files import write_bytes
 
 INPUT, OUTPUT = "images", "features"
 MIN_OPSET = 17
@@ -28,7 +28,7 @@ class OnnxOptions:
 
     def __post_init__(self) -> None:
         if self.opset < MIN_OPSET:
-            raise SfscError(f"opset {self.opset} is too old; use --opset {MIN_OPSET} or newer")
+            raise UserError(f"opset {self.opset} is too old; use --opset {MIN_OPSET} or newer")
 
 
 def to_onnx(
@@ -59,7 +59,7 @@ def to_onnx(
 
         simplified, ok = onnxsim.simplify(model)
         if not ok:
-            raise SfscError("onnxsim could not validate the simplified graph; export with --no-simplify")
+            raise UserError("onnxsim could not validate the simplified graph; export with --no-simplify")
         model = simplified
     set_metadata(model, metadata)
     onnx.checker.check_model(model, full_check=True)

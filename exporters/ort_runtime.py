@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfsc_deploy.errors import SfscError
+from .errors import UserError
 
 
 def check_external_data(path: Path) -> None:
@@ -18,7 +18,7 @@ def check_external_data(path: Path) -> None:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:
-        raise SfscError(f"{path} is not a readable ONNX model (truncated or corrupt); re-export it") from None
+        raise UserError(f"{path} is not a readable ONNX model (truncated or corrupt); re-export it") from None
     folder = path.resolve().parent
     for tensor in model.graph.initializer:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
@@ -26,12 +26,12 @@ def check_external_data(path: Path) -> None:
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         target = (folder / location).resolve()
         if not target.is_relative_to(folder):
-            raise SfscError(
+            raise UserError(
                 f"{path} points tensor {tensor.name!r} at {location!r}, outside its folder; refusing to "
                 "load it — re-export the model or keep its data file beside it"
             )
         if not target.is_file():
-            raise SfscError(f"{path} needs its external data file {location!r}; copy it beside the model")
+            raise UserError(f"{path} needs its external data file {location!r}; copy it beside the model")
 
 
 class OrtModel:
@@ -48,7 +48,7 @@ class OrtModel:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise SfscError(f"ONNX model {self.path} not found; pass the .onnx file written by export")
+            raise UserError(f"ONNX model {self.path} not found; pass the .onnx file written by export")
         check_external_data(self.path)
         opts = ort.SessionOptions()
         if threads:
@@ -61,7 +61,7 @@ class OrtModel:
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(exc).strip().splitlines()[0][:160]
-            raise SfscError(f"onnxruntime cannot load {self.path} ({first}); re-export it") from None
+            raise UserError(f"onnxruntime cannot load {self.path} ({first}); re-export it") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -70,7 +70,7 @@ class OrtModel:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         want = np.uint8 if self.input_uint8 else np.float32
         if images.dtype != want:
-            raise SfscError(
+            raise UserError(
                 f"{self.path.name} takes {np.dtype(want).name} input, got {images.dtype}; "
                 + ("pass raw uint8 NHWC images" if self.input_uint8 else "pass normalised float32 NCHW")
             )

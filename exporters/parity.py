@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sfsc_deploy.errors import SfscError
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,11 @@ class Parity:
 
 def compare(reference: np.ndarray, candidate: np.ndarray, precision: str = "fp32") -> Parity:
     if precision not in TOLERANCES:
-        raise SfscError(f"unknown precision {precision!r}; choose one of {', '.join(TOLERANCES)}")
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(TOLERANCES)}")
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(candidate, dtype=np.float64)
     if ref.shape != out.shape or ref.ndim != 2 or len(ref) == 0:
-        raise SfscError(f"features of shape {out.shape} cannot be compared with {ref.shape}")
+        raise UserError(f"features of shape {out.shape} cannot be compared with {ref.shape}")
     if not np.isfinite(out).all():
         tol = TOLERANCES[precision]
         nan = float("nan")

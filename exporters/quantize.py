@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from sfsc_deploy.errors import SfscError
+from exporters.onnx_export import read_metadata, set_metadata
 
-from .onnx_export import read_metadata, set_metadata
+from .errors import UserError
 
 
 class _Batches:
@@ -44,10 +44,10 @@ def quantize_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(calibration) == 0:
-        raise SfscError("int8 needs calibration images; pass --data with readable training images")
+        raise UserError("int8 needs calibration images; pass --data with readable training images")
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
     if method not in methods:
-        raise SfscError(f"unknown calibration method {method!r}; choose minmax or percentile")
+        raise UserError(f"unknown calibration method {method!r}; choose minmax or percentile")
     metadata = read_metadata(model)
     with tempfile.TemporaryDirectory(prefix="sfsc-int8-") as tmp:
         src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))

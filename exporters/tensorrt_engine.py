@@ -14,12 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from sfsc_deploy import __version__
-from sfsc_deploy.atomic import atomic_path, write_text
-from sfsc_deploy.errors import SfscError
-from sfsc_deploy.hashing import file_sha256
+from exporters.onnx_export import INPUT, OUTPUT, read_metadata
 
-from .onnx_export import INPUT, OUTPUT, read_metadata
+from .errors import UserError
+from .files import atomic_path, file_sha256, write_text
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SIDECAR_SUFFIX = ".json"
@@ -43,7 +41,7 @@ def tensorrt_unavailable() -> str | None:
 def require_tensorrt():
     reason = tensorrt_unavailable()
     if reason:
-        raise SfscError(f"cannot use --format tensorrt: {reason}")
+        raise UserError(f"cannot use --format tensorrt: {reason}")
     import tensorrt as trt
 
     return trt
@@ -58,10 +56,10 @@ class EngineOptions:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise SfscError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+            raise UserError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         lo, opt, hi = self.batch
         if not 1 <= lo <= opt <= hi:
-            raise SfscError(f"batch range {self.batch} must satisfy 1 <= min <= opt <= max")
+            raise UserError(f"batch range {self.batch} must satisfy 1 <= min <= opt <= max")
 
 
 def sidecar_path(engine_path: str | os.PathLike) -> Path:
@@ -117,7 +115,7 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise SfscError(f"TensorRT cannot parse {onnx_path}: {errors[:200]}")
+        raise UserError(f"TensorRT cannot parse {onnx_path}: {errors[:200]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     shape = tuple(network.get_input(0).shape)[1:]
@@ -129,7 +127,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
     if options.precision == "int8":
         if calibration is None or len(calibration) < opt:
-            raise SfscError(f"int8 TensorRT needs at least {opt} calibration images; pass --data")
+            raise UserError(f"int8 TensorRT needs at least {opt} calibration images; pass --data")
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = _calibrator(trt, calibration, opt, None)
         config.set_calibration_profile(profile)
@@ -138,7 +136,7 @@ def build_engine(
     config.set_timing_cache(cache, ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise SfscError(f"TensorRT failed to build an engine from {onnx_path}; see its log above")
+        raise UserError(f"TensorRT failed to build an engine from {onnx_path}; see its log above")
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(bytes(serialized))
     if cache_path is not None:
@@ -155,7 +153,6 @@ def build_engine(
         "batch_profile": list(options.batch),
         "workspace_mb": options.workspace_mb,
         "source_onnx_sha256": file_sha256(onnx_path),
-        "tool_version": __version__,
     }
     write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2) + "\n")
     return sidecar
@@ -171,17 +168,17 @@ class TrtModel:
         self.path = Path(engine_path)
         side = sidecar_path(self.path)
         if not self.path.is_file() or not side.is_file():
-            raise SfscError(f"{self.path} needs its sidecar {side.name}; re-export the engine")
+            raise UserError(f"{self.path} needs its sidecar {side.name}; re-export the engine")
         self.metadata = json.loads(side.read_text())
         if self.metadata.get("gpu") != torch.cuda.get_device_name():
-            raise SfscError(
+            raise UserError(
                 f"{self.path} was built for {self.metadata.get('gpu')}, this GPU is "
                 f"{torch.cuda.get_device_name()}; rebuild the engine on the target device"
             )
         self._logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise SfscError(f"TensorRT cannot deserialise {self.path}; rebuild it with this TensorRT version")
+            raise UserError(f"TensorRT cannot deserialise {self.path}; rebuild it with this TensorRT version")
         self.context = self.engine.create_execution_context()
         self.input_uint8 = self.engine.get_tensor_dtype(INPUT) == trt.DataType.UINT8
         self._torch = torch
@@ -196,6 +193,6 @@ class TrtModel:
         self.context.set_tensor_address(OUTPUT, int(out.data_ptr()))
         stream = torch.cuda.current_stream()
         if not self.context.execute_async_v3(stream.cuda_stream):
-            raise SfscError(f"TensorRT failed to execute {self.path}")
+            raise UserError(f"TensorRT failed to execute {self.path}")
         stream.synchronize()
         return out.cpu().numpy()

@@ -16,10 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .channels import format_widths, parse_widths
-from .errors import SfscError
-from .train.config import TrainConfig
+from sfsc_deploy import __version__
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.switchable.channels import format_widths, parse_widths
+from sfsc_deploy.train.config import TrainConfig
 
 app = typer.Typer(
     name="sfsc-deploy",
@@ -69,8 +69,7 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a freshly initialised checkpoint, to try the pipeline before training."""
-    from . import checkpoint
-    from .models import build
+    from sfsc_deploy.models import build, checkpoint
 
     torch.manual_seed(seed)
     net = build(
@@ -95,8 +94,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Architecture, widths, family id, and per width: channels, parameters, MACs, ratios."""
-    from . import checkpoint
-    from .complexity import width_report
+    from sfsc_deploy.models import checkpoint
+    from sfsc_deploy.perf.complexity import width_report
 
     header = checkpoint.read_header(checkpoint_path)
     net = checkpoint.load(checkpoint_path)
@@ -154,12 +153,12 @@ def slice_cmd(
     force: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
 ) -> None:
     """Write the standalone sliced model of one width (plain layers, safetensors + JSON)."""
-    from . import checkpoint
-    from .calibration import calibrate_bn
-    from .complexity import count_macs, count_params
-    from .data.images import load_folder
-    from .hashing import file_sha256
-    from .slicing import save_sliced, slice_error, slice_model
+    from exporters.files import file_sha256
+    from sfsc_deploy.data.images import load_folder
+    from sfsc_deploy.models import checkpoint
+    from sfsc_deploy.models.calibration import calibrate_bn
+    from sfsc_deploy.models.slicing import save_sliced, slice_error, slice_model
+    from sfsc_deploy.perf.complexity import count_macs, count_params
 
     net = checkpoint.load(checkpoint_path)
     opts = net.config.options
@@ -196,8 +195,8 @@ def slice_cmd(
 
 
 def _dataset(data: str, fmt: str | None, synthetic_seed: int):
-    from .data import load_dataset
-    from .data.synthetic import SyntheticConfig
+    from sfsc_deploy.data import load_dataset
+    from sfsc_deploy.data.synthetic import SyntheticConfig
 
     return load_dataset(data, fmt, synthetic=SyntheticConfig(seed=synthetic_seed))
 
@@ -296,8 +295,8 @@ def train(
     ] = True,
 ) -> None:
     """Train SFSC (or a baseline) and write checkpoints, a JSONL log, plots and networks.json."""
-    from .models import ArchOptions
-    from .train import train as run_training
+    from sfsc_deploy.models import ArchOptions
+    from sfsc_deploy.train import train as run_training
 
     cfg = TrainConfig(
         method=method,
@@ -354,8 +353,8 @@ def plot_log_cmd(
 ) -> None:
     """Plot a training log: losses, gradient norm per task (SFSC Fig. 5), uncertainty u per width,
     conflicting gradient pairs (Fig. 6)."""
-    from .train.log import read_log
-    from .train.log_plots import plot_log
+    from sfsc_deploy.train.log import read_log
+    from sfsc_deploy.train.log_plots import plot_log
 
     folders = [run_dir] if (run_dir / "train_log.jsonl").exists() else sorted(run_dir.glob("w*/"))
     if not folders:
@@ -384,8 +383,8 @@ def eval_cmd(
     flip: Annotated[bool, typer.Option(help="Average features with the flipped image.")] = False,
 ) -> None:
     """Cross-width compatibility matrix M(φ_q, φ_g) and the compatibility rule per pair."""
-    from .evaluation.report import matrix_markdown
-    from .evaluation_runs import evaluate_run
+    from sfsc_deploy.evaluation.report import matrix_markdown
+    from sfsc_deploy.evaluation.runs import evaluate_run
 
     splits = _dataset(data, fmt, synthetic_seed)
     matrix = evaluate_run(checkpoint_path, splits, out_dir, batch_size=batch_size, flip=flip)
@@ -438,9 +437,9 @@ def export(
     force: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
 ) -> None:
     """Export sliced sub-models (one --width, or every tier of --tiers), each checked against PyTorch."""
-    from . import checkpoint
-    from .export import ExportSettings, default_images, export_tiers
-    from .tiers import Tier, load_tiers
+    from sfsc_deploy.deploy.export import ExportSettings, default_images, export_tiers
+    from sfsc_deploy.deploy.tiers import Tier, load_tiers
+    from sfsc_deploy.models import checkpoint
 
     if (width is None) == (tiers is None):
         raise SfscError("pass exactly one of --width (one export) and --tiers (a TOML tier file)")
@@ -508,10 +507,10 @@ def extract(
     """Features of one split (gallery by default) with ids, cameras, paths and the model's identity."""
     import numpy as np
 
-    from .atomic import check_overwrite
-    from .data.bank import build_bank
-    from .extractors import open_extractor
-    from .gallery import Gallery, save_gallery
+    from exporters.files import check_overwrite
+    from sfsc_deploy.data.bank import build_bank
+    from sfsc_deploy.retrieval.extractors import open_extractor
+    from sfsc_deploy.retrieval.gallery import Gallery, save_gallery
 
     if split not in ("gallery", "query", "train"):
         raise SfscError(f"--split {split!r} must be gallery, query or train")
@@ -556,12 +555,12 @@ def verify(
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
     """Check an artifact against a gallery and its PyTorch reference; exit 0 on pass, 1 on fail."""
-    from .atomic import write_text
-    from .data.bank import build_bank
-    from .extractors import TorchExtractor, open_extractor
-    from .gallery import load_gallery
-    from .verify import VerifyTolerance
-    from .verify import verify as run_verify
+    from exporters.files import write_text
+    from sfsc_deploy.data.bank import build_bank
+    from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
+    from sfsc_deploy.retrieval.gallery import load_gallery
+    from sfsc_deploy.retrieval.verify import VerifyTolerance
+    from sfsc_deploy.retrieval.verify import verify as run_verify
 
     gallery = load_gallery(gallery_path)
     artifact = open_extractor(model, threads=threads)
@@ -620,7 +619,7 @@ ProviderOpt = Annotated[str, typer.Option(help="onnxruntime execution provider."
 
 
 def _bench_settings(batches, threads, warmup, iters, seconds, provider, cpus):
-    from .bench import BenchSettings
+    from sfsc_deploy.perf.bench import BenchSettings
 
     return BenchSettings(
         _ints(batches, "--batches"),
@@ -653,11 +652,17 @@ def bench(
     ] = None,
 ) -> None:
     """Latency (mean, std, percentiles), throughput, memory, size, params and MACs per model."""
-    from . import checkpoint
-    from .atomic import write_text
-    from .bench import bench_targets, device_description, open_target, results_markdown, torch_target
-    from .bench_plots import accuracy_vs_latency, latency_vs_width
-    from .evaluation.report import load_matrix_report
+    from exporters.files import write_text
+    from sfsc_deploy.evaluation.report import load_matrix_report
+    from sfsc_deploy.models import checkpoint
+    from sfsc_deploy.perf.bench import (
+        bench_targets,
+        device_description,
+        open_target,
+        results_markdown,
+        torch_target,
+    )
+    from sfsc_deploy.perf.plots import accuracy_vs_latency, latency_vs_width
 
     settings = _bench_settings(batches, threads, warmup, iters, seconds, provider, cpus)
     matrix = load_matrix_report(eval_path) if eval_path else None
@@ -712,7 +717,7 @@ def profile(
     cpus: CpusOpt = None,
 ) -> None:
     """Benchmark every trained width on this machine and write its latency table for `plan`."""
-    from .planning import profile_device
+    from sfsc_deploy.perf.planning import profile_device
 
     settings = _bench_settings(batches, threads, warmup, iters, seconds, provider, cpus)
     table = profile_device(checkpoint_path, out_path, settings, export_dir=export_dir)
@@ -743,8 +748,8 @@ def plan(
     ] = None,
 ) -> None:
     """The widest trained width whose latency meets the budget on the profiled device (exit 1: none)."""
-    from .evaluation.report import load_matrix_report
-    from .planning import load_table, plan_width
+    from sfsc_deploy.evaluation.report import load_matrix_report
+    from sfsc_deploy.perf.planning import load_table, plan_width
 
     matrix = load_matrix_report(eval_path) if eval_path else None
     result = plan_width(
@@ -769,7 +774,7 @@ def demo(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Train, evaluate, export every tier, benchmark and verify, on built-in data; writes report.md."""
-    from .demo import DemoConfig, run_demo
+    from sfsc_deploy.demo import DemoConfig, run_demo
 
     report = run_demo(DemoConfig(out_dir, quick, seed, force), err)
     out.print(f"wrote {report}")

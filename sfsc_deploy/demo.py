@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from .atomic import write_text
-from .errors import SfscError
+from exporters.files import write_text
+from sfsc_deploy.errors import SfscError
 
 DEFAULT_OUT = Path("sfsc-demo")
 
@@ -56,20 +56,26 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
     """Run every step into ``cfg.out_dir`` and return the path of its report.md."""
-    from .bench import BenchSettings, bench_targets, device_description, onnx_target, results_markdown
-    from .bench_plots import accuracy_vs_latency, latency_vs_width
-    from .data import load_dataset
-    from .data.bank import build_bank
-    from .data.synthetic import SyntheticConfig
-    from .evaluation.report import matrix_markdown
-    from .evaluation_runs import evaluate_run
-    from .export import default_images, export_tiers
-    from .extractors import TorchExtractor, open_extractor
-    from .gallery import Gallery, save_gallery
-    from .models import ArchOptions
-    from .tiers import DEFAULT_TIERS
-    from .train import TrainConfig, train
-    from .verify import verify
+    from sfsc_deploy.data import load_dataset
+    from sfsc_deploy.data.bank import build_bank
+    from sfsc_deploy.data.synthetic import SyntheticConfig
+    from sfsc_deploy.deploy.export import default_images, export_tiers
+    from sfsc_deploy.deploy.tiers import DEFAULT_TIERS
+    from sfsc_deploy.evaluation.report import matrix_markdown
+    from sfsc_deploy.evaluation.runs import evaluate_run
+    from sfsc_deploy.models import ArchOptions
+    from sfsc_deploy.perf.bench import (
+        BenchSettings,
+        bench_targets,
+        device_description,
+        onnx_target,
+        results_markdown,
+    )
+    from sfsc_deploy.perf.plots import accuracy_vs_latency, latency_vs_width
+    from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
+    from sfsc_deploy.retrieval.gallery import Gallery, save_gallery
+    from sfsc_deploy.retrieval.verify import verify
+    from sfsc_deploy.train import TrainConfig, train
 
     console = console or Console(stderr=True)
     out = Path(cfg.out_dir)

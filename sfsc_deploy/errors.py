@@ -1,9 +1,9 @@
-"""The one exception type users see.
+"""The one exception type users see: :class:`SfscError`.
 
-Anything raised as :class:`SfscError` is a problem with the user's input; the CLI prints its
-message as a single line and exits non-zero. Everything else is a bug and keeps its traceback.
+It is exporters' :class:`~exporters.errors.UserError` under the name this package has always used,
+so an error raised in either package reaches the user the same way: one line and a non-zero exit.
 """
 
+from exporters.errors import UserError as SfscError
 
-class SfscError(Exception):
-    """A bad input, with a message that names the problem and the fix."""
+__all__ = ["SfscError"]

@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sfsc_deploy.layers import SwitchableBatchNorm
 from sfsc_deploy.models import ARCHS, build
+from sfsc_deploy.switchable.layers import SwitchableBatchNorm
+
+# one thread: on a 2-core machine torch's default threads make small models several times slower,
+# and results then do not depend on how many cores the test machine has
+torch.set_num_threads(1)
 
 ARCH_NAMES = sorted(ARCHS)
 WIDTHS = [0.25, 0.5, 0.75, 1.0]

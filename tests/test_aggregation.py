@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sfsc_deploy.aggregation import aggregate, project_coefficients
+from sfsc_deploy.train.aggregation import aggregate, project_coefficients
 
 
 def direct_projection(grads: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -1,6 +1,6 @@
 import pytest
 
-from sfsc_deploy.atomic import atomic_dir, write_text
+from exporters.files import atomic_dir, write_text
 from sfsc_deploy.errors import SfscError
 
 

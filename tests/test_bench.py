@@ -4,11 +4,18 @@ import os
 import numpy as np
 import pytest
 
-from sfsc_deploy import checkpoint
-from sfsc_deploy.bench import BenchSettings, Latency, bench_targets, onnx_target, time_calls, torch_target
+from sfsc_deploy.deploy.export import ExportSettings, default_images, export_tiers
+from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.export import ExportSettings, default_images, export_tiers
-from sfsc_deploy.tiers import Tier
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.perf.bench import (
+    BenchSettings,
+    Latency,
+    bench_targets,
+    onnx_target,
+    time_calls,
+    torch_target,
+)
 from tests.conftest import INPUT, tiny
 
 

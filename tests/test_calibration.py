@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from sfsc_deploy import checkpoint
-from sfsc_deploy.calibration import calibrate_bn
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.slicing import slice_error, slice_model
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.models.calibration import calibrate_bn
+from sfsc_deploy.models.slicing import slice_error, slice_model
 from tests.conftest import INPUT, tiny
 
 

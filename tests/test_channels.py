@@ -1,7 +1,7 @@
 import pytest
 
-from sfsc_deploy.channels import Ch, channels_at, parse_widths, width_key
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.switchable.channels import Ch, channels_at, parse_widths, width_key
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sfsc_deploy import checkpoint
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import checkpoint
 from tests.conftest import tiny
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sfsc_deploy import checkpoint
 from sfsc_deploy.cli import main
-from sfsc_deploy.slicing import load_sliced
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.models.slicing import load_sliced
 
 TINY = [
     "--arch",

@@ -1,7 +1,7 @@
 import torch
 
-from sfsc_deploy.complexity import count_macs, count_params, width_report
-from sfsc_deploy.slicing import slice_model
+from sfsc_deploy.models.slicing import slice_model
+from sfsc_deploy.perf.complexity import count_macs, count_params, width_report
 from tests.conftest import tiny
 
 

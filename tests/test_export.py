@@ -3,11 +3,11 @@ import json
 import pytest
 
 from exporters import parity
-from sfsc_deploy import checkpoint
+from exporters.files import file_sha256
+from sfsc_deploy.deploy.export import MANIFEST, ExportSettings, default_images, export_tiers
+from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.export import MANIFEST, ExportSettings, default_images, export_tiers
-from sfsc_deploy.hashing import file_sha256
-from sfsc_deploy.tiers import Tier
+from sfsc_deploy.models import checkpoint
 from tests.conftest import INPUT, tiny
 
 QUIET = ExportSettings(progress=False)

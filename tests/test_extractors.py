@@ -5,12 +5,12 @@ import torch
 
 from exporters.graph import DeployGraph
 from exporters.onnx_export import to_onnx
-from sfsc_deploy import checkpoint
+from sfsc_deploy.deploy.export import ExportSettings, default_images, export_tiers
+from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.export import ExportSettings, default_images, export_tiers
-from sfsc_deploy.extractors import OnnxExtractor, TorchExtractor, open_extractor
-from sfsc_deploy.slicing import slice_model
-from sfsc_deploy.tiers import Tier
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.models.slicing import slice_model
+from sfsc_deploy.retrieval.extractors import OnnxExtractor, TorchExtractor, open_extractor
 from tests.conftest import INPUT, tiny
 
 

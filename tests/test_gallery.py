@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.gallery import Gallery, load_gallery, save_gallery
+from sfsc_deploy.retrieval.gallery import Gallery, load_gallery, save_gallery
 
 
 def gallery(dtype="float32"):

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.layers import (
+from sfsc_deploy.switchable.layers import (
     BNSpec,
     ConvSpec,
     LinearSpec,

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from sfsc_deploy import checkpoint
-from sfsc_deploy.bench import BenchSettings
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
 from sfsc_deploy.evaluation.metrics import RetrievalMetrics
-from sfsc_deploy.planning import load_table, plan_width, profile_device
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.perf.bench import BenchSettings
+from sfsc_deploy.perf.planning import load_table, plan_width, profile_device
 from tests.conftest import tiny
 
 

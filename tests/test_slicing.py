@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.layers import Switchable, SwitchableBatchNorm
 from sfsc_deploy.models import FeatureNet, build_plain
-from sfsc_deploy.slicing import load_sliced, save_sliced, slice_error, slice_model
+from sfsc_deploy.models.slicing import load_sliced, save_sliced, slice_error, slice_model
+from sfsc_deploy.switchable.layers import Switchable, SwitchableBatchNorm
 from tests.conftest import ARCH_NAMES, INPUT, WIDTHS, tiny
 
 CASES = [(a, w) for a in ARCH_NAMES for w in WIDTHS]

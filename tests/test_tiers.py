@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from sfsc_deploy.deploy.tiers import DEFAULT_TIERS, Tier, load_tiers
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.tiers import DEFAULT_TIERS, Tier, load_tiers
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
 
-from sfsc_deploy import checkpoint
 from sfsc_deploy.data.bank import build_bank
+from sfsc_deploy.deploy.export import ExportSettings, default_images, export_tiers
+from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.metrics import evaluate
-from sfsc_deploy.export import ExportSettings, default_images, export_tiers
-from sfsc_deploy.extractors import TorchExtractor, open_extractor
-from sfsc_deploy.gallery import Gallery
-from sfsc_deploy.tiers import Tier
-from sfsc_deploy.verify import VerifyTolerance, verify
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
+from sfsc_deploy.retrieval.gallery import Gallery
+from sfsc_deploy.retrieval.verify import VerifyTolerance, verify
 from tests.conftest import INPUT, tiny
 
 # int8 may cost at most this many mAP points of M(φ_q, φ_g) against the same width in fp32

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SfscError
-from .records import Record, ReidSplits
-from .synthetic import SyntheticConfig
+from sfsc_deploy.data.records import Record, ReidSplits
+from sfsc_deploy.data.synthetic import SyntheticConfig
+from sfsc_deploy.errors import SfscError
 
 FORMATS = ("market1501", "market1501-heldout", "folder")
 
@@ -26,7 +26,7 @@ def load_dataset(
 ) -> ReidSplits:
     """``data='synthetic'`` is the built-in dataset; otherwise a folder in one of FORMATS."""
     if data == "synthetic":
-        from .synthetic import synthetic_splits
+        from sfsc_deploy.data.synthetic import synthetic_splits
 
         return synthetic_splits(synthetic or SyntheticConfig())
     root = Path(data)
@@ -34,15 +34,15 @@ def load_dataset(
         raise SfscError(f"dataset folder {root} not found; pass an existing folder or --data synthetic")
     fmt = fmt or detect_format(root)
     if fmt == "market1501":
-        from .market import load_market1501
+        from sfsc_deploy.data.market import load_market1501
 
         return load_market1501(root)
     if fmt == "market1501-heldout":
-        from .market import load_market1501_heldout
+        from sfsc_deploy.data.market import load_market1501_heldout
 
         return load_market1501_heldout(root)
     if fmt == "folder":
-        from .folder import load_folder_dataset
+        from sfsc_deploy.data.folder import load_folder_dataset
 
         return load_folder_dataset(root)
     raise SfscError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")

@@ -13,11 +13,11 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from ..errors import SfscError
-from .images import read_image
-from .records import Record
-from .synthetic import parse_path, render_records
-from .transforms import resize
+from sfsc_deploy.data.images import read_image
+from sfsc_deploy.data.records import Record
+from sfsc_deploy.data.synthetic import parse_path, render_records
+from sfsc_deploy.data.transforms import resize
+from sfsc_deploy.errors import SfscError
 
 
 @dataclass

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import SfscError
-from .images import list_images
-from .records import Record, ReidSplits, heldout_splits, relabel
+from sfsc_deploy.data.images import list_images
+from sfsc_deploy.data.records import Record, ReidSplits, heldout_splits, relabel
+from sfsc_deploy.errors import SfscError
 
 _CAMERA = re.compile(r"(?<![A-Za-z])c(\d+)")
 SPLIT_DIRS = ("train", "query", "gallery")

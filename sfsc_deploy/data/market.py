@@ -11,9 +11,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import SfscError
-from .images import IMAGE_SUFFIXES
-from .records import Record, ReidSplits, heldout_splits, relabel
+from sfsc_deploy.data.images import IMAGE_SUFFIXES
+from sfsc_deploy.data.records import Record, ReidSplits, heldout_splits, relabel
+from sfsc_deploy.errors import SfscError
 
 _NAME = re.compile(r"^(-?\d+)_c(\d+)")
 HELDOUT_TEST_FRACTION = 251 / 751  # 751 training identities → 500 train, 251 test

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import SfscError
+from sfsc_deploy.errors import SfscError
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import random
 
 import torch
 
-from .bank import build_bank
-from .records import ReidSplits
+from sfsc_deploy.data.bank import build_bank
+from sfsc_deploy.data.records import ReidSplits
 
 
 def sample_images(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import SfscError
+from sfsc_deploy.errors import SfscError
 
 
 class PKSampler:

@@ -25,8 +25,8 @@ from functools import lru_cache
 
 import torch
 
-from ..errors import SfscError
-from .records import Record, ReidSplits, heldout_splits
+from sfsc_deploy.data.records import Record, ReidSplits, heldout_splits
+from sfsc_deploy.errors import SfscError
 
 SCHEME = "synthetic://"
 _CHUNK = 128  # images rendered together: keeps the working set in cache

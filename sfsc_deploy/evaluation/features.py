@@ -8,7 +8,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from ..errors import SfscError
+from sfsc_deploy.errors import SfscError
 
 
 def _device(model: Callable) -> torch.device:

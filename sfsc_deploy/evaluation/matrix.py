@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import SfscError
-from .metrics import ArrayLike, RetrievalMetrics, evaluate
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.evaluation.metrics import ArrayLike, RetrievalMetrics, evaluate
 
 
 def pair_key(q: float, g: float) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import SfscError
+from sfsc_deploy.errors import SfscError
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
 

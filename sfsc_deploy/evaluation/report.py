@@ -8,9 +8,9 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_path, write_text
-from ..errors import SfscError
-from .matrix import CompatibilityMatrix
+from exporters.files import atomic_path, write_text
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
 
 
 def width_label(w: float, prefix: str = "φ ") -> str:

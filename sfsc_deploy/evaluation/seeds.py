@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import SfscError
+from sfsc_deploy.errors import SfscError
 
 # two-sided 95% Student-t critical values, degrees of freedom 1..30 (beyond: normal 1.96)
 _T975 = (

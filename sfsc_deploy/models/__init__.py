@@ -11,15 +11,15 @@ from typing import Any
 
 from torch import nn
 
-from ..channels import normalize_width
-from ..errors import SfscError
-from ..factory import LayerFactory, PlainFactory, SwitchableFactory
-from .config import ArchOptions, NetConfig
-from .head import EmbeddingHead
-from .mobilenet_v2 import mobilenet_v2
-from .net import FeatureNet, NetOutput, SwitchableNet
-from .resnet import resnet18, resnet50
-from .shufflenet_v2 import shufflenet_v2
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models.config import ArchOptions, NetConfig
+from sfsc_deploy.models.head import EmbeddingHead
+from sfsc_deploy.models.mobilenet_v2 import mobilenet_v2
+from sfsc_deploy.models.net import FeatureNet, NetOutput, SwitchableNet
+from sfsc_deploy.models.resnet import resnet18, resnet50
+from sfsc_deploy.models.shufflenet_v2 import shufflenet_v2
+from sfsc_deploy.switchable.channels import normalize_width
+from sfsc_deploy.switchable.factory import LayerFactory, PlainFactory, SwitchableFactory
 
 ARCHS: dict[str, Callable[[LayerFactory, ArchOptions], nn.Module]] = {
     "resnet18": resnet18,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..channels import Ch
-from ..factory import LayerFactory
-from ..layers import BNSpec, ConvSpec
+from sfsc_deploy.switchable.channels import Ch
+from sfsc_deploy.switchable.factory import LayerFactory
+from sfsc_deploy.switchable.layers import BNSpec, ConvSpec
 
 
 def scaled(channels: int, mult: float, minimum: int = 8) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..channels import DEFAULT_DIVISOR, normalize_width, parse_widths
-from ..errors import SfscError
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.switchable.channels import DEFAULT_DIVISOR, normalize_width, parse_widths
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

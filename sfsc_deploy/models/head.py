@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..channels import Ch
-from ..factory import LayerFactory
-from ..layers import BNSpec, LinearSpec
+from sfsc_deploy.switchable.channels import Ch
+from sfsc_deploy.switchable.factory import LayerFactory
+from sfsc_deploy.switchable.layers import BNSpec, LinearSpec
 
 
 class EmbeddingHead(nn.Module):

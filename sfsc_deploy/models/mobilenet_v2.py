@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..channels import Ch
-from ..factory import LayerFactory
-from ..layers import BNSpec, ConvSpec
-from .common import conv_bn, scaled
-from .config import ArchOptions
+from sfsc_deploy.models.common import conv_bn, scaled
+from sfsc_deploy.models.config import ArchOptions
+from sfsc_deploy.switchable.channels import Ch
+from sfsc_deploy.switchable.factory import LayerFactory
+from sfsc_deploy.switchable.layers import BNSpec, ConvSpec
 
 # (expansion t, output channels c, repeats n, stride s) from the MobileNetV2 paper.
 SETTINGS = (

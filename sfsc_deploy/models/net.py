@@ -9,10 +9,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..channels import format_widths, normalize_width
-from ..errors import SfscError
-from ..layers import Switchable
-from .config import NetConfig
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models.config import NetConfig
+from sfsc_deploy.switchable.channels import format_widths, normalize_width
+from sfsc_deploy.switchable.layers import Switchable
 
 
 class NetOutput(NamedTuple):

@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..channels import Ch
-from ..factory import LayerFactory
-from .common import conv_bn, scaled
-from .config import ArchOptions
+from sfsc_deploy.models.common import conv_bn, scaled
+from sfsc_deploy.models.config import ArchOptions
+from sfsc_deploy.switchable.channels import Ch
+from sfsc_deploy.switchable.factory import LayerFactory
 
 STAGE_CHANNELS = (116, 232, 464)
 STAGE_REPEATS = (4, 8, 4)

@@ -1,6 +1,6 @@
 """Training: SFSC and its baselines on one switchable network (or several, for the baselines)."""
 
-from .config import METHODS, TrainConfig
-from .run import TrainResult, train
+from sfsc_deploy.train.config import METHODS, TrainConfig
+from sfsc_deploy.train.run import TrainResult, train
 
 __all__ = ["METHODS", "TrainConfig", "TrainResult", "train"]

@@ -6,10 +6,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..aggregation import AGGREGATIONS
-from ..errors import SfscError
-from ..losses.compat import KL_VARIANTS
-from ..losses.ori import ORI_LOSSES
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.losses.compat import KL_VARIANTS
+from sfsc_deploy.losses.ori import ORI_LOSSES
+from sfsc_deploy.train.aggregation import AGGREGATIONS
 
 SWITCHABLE_METHODS = ("sfsc", "bct-s", "asym-s", "lce-s")
 SEPARATE_METHODS = ("unified", "bct", "asym")

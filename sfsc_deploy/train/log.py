@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SfscError
-from .trainer import LOG
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.train.trainer import LOG
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_path
-from .log import TrainLog, read_log
+from exporters.files import atomic_path
+from sfsc_deploy.train.log import TrainLog, read_log
 
 
 @dataclass

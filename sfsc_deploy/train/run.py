@@ -1,31 +1,28 @@
 """One training run per method: the switchable methods train one network, the baselines several.
 
-Every run directory has ``networks.json`` mapping each width to the checkpoint (and width) that
-serves it, so evaluation and export treat SFSC and the baselines alike.
+Every run directory has ``networks.json`` (models.networks) mapping each width to the checkpoint
+that serves it, so evaluation and export treat SFSC and the baselines alike.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import checkpoint
-from ..atomic import write_text
-from ..channels import parse_widths
-from ..data.bank import ImageBank, build_bank
-from ..data.records import ReidSplits, split_validation
-from ..errors import SfscError
-from ..models import ArchOptions, NetConfig, SwitchableNet, build
-from .config import TrainConfig
-from .log_plots import plot_log
-from .tasks import one_to_one_task, switchable_tasks
-from .trainer import CHECKPOINT, LOG, STATE, TENSORBOARD, Reference, Trainer
+from sfsc_deploy.data.bank import ImageBank, build_bank
+from sfsc_deploy.data.records import ReidSplits, split_validation
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import ArchOptions, SwitchableNet, build, checkpoint
+from sfsc_deploy.models.networks import CHECKPOINT, NETWORKS, write_networks
+from sfsc_deploy.switchable.channels import parse_widths
+from sfsc_deploy.train.config import TrainConfig
+from sfsc_deploy.train.log_plots import plot_log
+from sfsc_deploy.train.tasks import one_to_one_task, switchable_tasks
+from sfsc_deploy.train.trainer import LOG, STATE, TENSORBOARD, Reference, Trainer
 
-NETWORKS = "networks.json"
 PLOTS = "plots"
 
 
@@ -40,7 +37,7 @@ def _validator(val: tuple[ImageBank, ImageBank] | None, widths: list[float]):
     """mAP on the validation identities carved from the training set (never the test ids)."""
     if val is None:
         return None
-    from ..evaluation import compatibility_matrix, extract_features
+    from sfsc_deploy.evaluation import compatibility_matrix, extract_features
 
     query, gallery = val
 
@@ -137,7 +134,7 @@ def train(
                 reference,
                 label=f"{cfg.method} {arch} {w:g}",
             )
-    write_networks(result)
+    write_networks(result.out_dir, result.method, result.networks)
     return result
 
 
@@ -158,33 +155,3 @@ def _clear_run(out_dir: Path) -> None:
         written = [*(folder / PLOTS).glob("*.png"), *(folder / TENSORBOARD).glob("events.out.tfevents.*")]
         for path in written:
             path.unlink()
-
-
-def write_networks(result: TrainResult) -> Path:
-    data = {
-        "method": result.method,
-        "networks": [
-            {"width": w, "checkpoint": str(p.relative_to(result.out_dir))}
-            for w, p in sorted(result.networks.items())
-        ],
-    }
-    return write_text(result.out_dir / NETWORKS, json.dumps(data, indent=2) + "\n")
-
-
-def read_networks(path: str | Path) -> tuple[str, dict[float, Path]]:
-    """(method, width -> checkpoint) from a run directory, or a single checkpoint file."""
-    path = Path(path)
-    if path.is_file():
-        header = checkpoint.read_header(path)
-        method = (header.get("extra", {}).get("training") or {}).get("method", "switchable")
-        return method, {w: path for w in NetConfig.from_dict(header["config"]).all_widths}
-    manifest = path / NETWORKS
-    if not manifest.exists():
-        if (path / CHECKPOINT).exists():
-            return read_networks(path / CHECKPOINT)
-        raise SfscError(
-            f"{path} is neither a checkpoint nor a training run directory (no "
-            f"{NETWORKS}); pass the --out of `sfsc-deploy train` or a .safetensors file"
-        )
-    data = json.loads(manifest.read_text())
-    return data["method"], {float(n["width"]): path / n["checkpoint"] for n in data["networks"]}

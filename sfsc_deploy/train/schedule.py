@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .config import TrainConfig
+from sfsc_deploy.train.config import TrainConfig
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:

@@ -12,8 +12,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
-from ..atomic import write_bytes
-from ..errors import SfscError
+from exporters.files import write_bytes
+from sfsc_deploy.errors import SfscError
 
 METADATA_KEY = "sfsc_deploy_train_state"
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..losses.compat import asym_s, bct_s, evidential, lce_s
-from ..losses.ori import class_logits, original_loss
-from ..models import NetOutput
-from .config import TrainConfig
+from sfsc_deploy.losses.compat import asym_s, bct_s, evidential, lce_s
+from sfsc_deploy.losses.ori import class_logits, original_loss
+from sfsc_deploy.models import NetOutput
+from sfsc_deploy.train.config import TrainConfig
 
 
 @dataclass

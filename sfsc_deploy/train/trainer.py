@@ -18,19 +18,19 @@ from typing import Any
 
 import torch
 
-from .. import checkpoint
-from ..aggregation import aggregate
-from ..data.bank import ImageBank
-from ..data.sampler import PKSampler, RandomSampler
-from ..data.transforms import TrainTransform
-from ..errors import SfscError
-from ..models import SwitchableNet
-from .config import TrainConfig
-from .schedule import lr_factor
-from .state import load_state, save_state
-from .tasks import StepContext, Task
+from sfsc_deploy.data.bank import ImageBank
+from sfsc_deploy.data.sampler import PKSampler, RandomSampler
+from sfsc_deploy.data.transforms import TrainTransform
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import SwitchableNet, checkpoint
+from sfsc_deploy.models.networks import CHECKPOINT
+from sfsc_deploy.train.aggregation import aggregate
+from sfsc_deploy.train.config import TrainConfig
+from sfsc_deploy.train.schedule import lr_factor
+from sfsc_deploy.train.state import load_state, save_state
+from sfsc_deploy.train.tasks import StepContext, Task
 
-CHECKPOINT, STATE, LOG = "checkpoint.safetensors", "train_state.safetensors", "train_log.jsonl"
+STATE, LOG = "train_state.safetensors", "train_log.jsonl"
 TENSORBOARD = "tensorboard"
 
 

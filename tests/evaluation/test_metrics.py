@@ -8,8 +8,7 @@ import torch
 
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation import RetrievalMetrics, evaluate
-
-from .reference import reference_evaluate
+from tests.evaluation.reference import reference_evaluate
 
 RANKS = (1, 2, 5, 10)
 

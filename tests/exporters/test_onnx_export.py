@@ -7,7 +7,7 @@ from exporters.graph import DeployGraph, graph_inputs
 from exporters.onnx_export import INPUT, OUTPUT, OnnxOptions, read_metadata, to_onnx
 from exporters.ort_runtime import OrtModel
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.slicing import slice_model
+from sfsc_deploy.models.slicing import slice_model
 from tests.conftest import INPUT as SIZE
 from tests.conftest import tiny
 

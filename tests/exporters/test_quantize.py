@@ -8,10 +8,10 @@ from exporters.onnx_export import read_metadata, to_onnx
 from exporters.ort_runtime import OrtModel
 from exporters.parity import compare
 from exporters.quantize import quantize_int8
-from sfsc_deploy import checkpoint
 from sfsc_deploy.data.sample import sample_images
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.slicing import slice_model
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.models.slicing import slice_model
 from tests.conftest import INPUT
 
 

@@ -10,7 +10,7 @@ from exporters.ort_runtime import OrtModel
 from exporters.parity import compare
 from exporters.tensorrt_engine import EngineOptions, require_tensorrt, tensorrt_unavailable
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.slicing import slice_model
+from sfsc_deploy.models.slicing import slice_model
 from tests.conftest import INPUT, tiny
 
 REASON = tensorrt_unavailable()

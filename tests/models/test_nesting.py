@@ -4,7 +4,7 @@ full width does: what a layer reads at width γ must be the leading part of what
 import pytest
 import torch
 
-from sfsc_deploy.layers import SwitchableBatchNorm, SwitchableConv2d, SwitchableLinear
+from sfsc_deploy.switchable.layers import SwitchableBatchNorm, SwitchableConv2d, SwitchableLinear
 from tests.conftest import ARCH_NAMES, INPUT, tiny
 
 

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from sfsc_deploy import checkpoint
+from sfsc_deploy.models import checkpoint
 
 ARGS = [
     "train",

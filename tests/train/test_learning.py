@@ -1,10 +1,9 @@
 """What training achieves on the built-in synthetic data: retrieval, and a working uncertainty signal."""
 
-from sfsc_deploy import checkpoint
 from sfsc_deploy.data import load_dataset
 from sfsc_deploy.data.synthetic import SyntheticConfig
-from sfsc_deploy.evaluation_runs import evaluate_run
-from sfsc_deploy.models import build
+from sfsc_deploy.evaluation.runs import evaluate_run
+from sfsc_deploy.models import build, checkpoint
 from sfsc_deploy.train import TrainConfig, train
 from sfsc_deploy.train.log import read_log
 from tests.train.conftest import TINY_OPTIONS

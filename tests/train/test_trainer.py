@@ -4,14 +4,14 @@ import json
 import pytest
 import torch
 
-from sfsc_deploy import checkpoint
 from sfsc_deploy.data.bank import build_bank
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.losses import asym_s
-from sfsc_deploy.models import build
+from sfsc_deploy.models import build, checkpoint
+from sfsc_deploy.models.networks import CHECKPOINT
 from sfsc_deploy.train import TrainConfig, train
 from sfsc_deploy.train.tasks import StepContext, switchable_tasks
-from sfsc_deploy.train.trainer import CHECKPOINT, LOG, Trainer, TrainingDiverged
+from sfsc_deploy.train.trainer import LOG, Trainer, TrainingDiverged
 from tests.train.conftest import TINY_OPTIONS
 
 CFG = dict(epochs=2, batch_ids=4, batch_k=2, warmup_epochs=0.5)

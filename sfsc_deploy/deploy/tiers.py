@@ -7,8 +7,8 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .channels import normalize_width
-from .errors import SfscError
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.switchable.channels import normalize_width
 
 FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")

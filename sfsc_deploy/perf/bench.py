@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import __version__
-from .errors import SfscError
+from sfsc_deploy import __version__
+from sfsc_deploy.errors import SfscError
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,7 @@ class Target:
 
 def onnx_target(path: str | os.PathLike, provider: str = "CPUExecutionProvider") -> Target:
     from exporters.ort_runtime import OrtModel
-
-    from .extractors import ModelInfo
+    from sfsc_deploy.retrieval.extractors import ModelInfo
 
     path = Path(path)
     probe = OrtModel(path)
@@ -174,8 +173,8 @@ def onnx_target(path: str | os.PathLike, provider: str = "CPUExecutionProvider")
 
 def torch_target(net, width: float, source: str = "") -> Target:
     """The PyTorch sliced model in eager mode: what users would run without exporting."""
-    from .complexity import count_macs, count_params
-    from .slicing import slice_model
+    from sfsc_deploy.models.slicing import slice_model
+    from sfsc_deploy.perf.complexity import count_macs, count_params
 
     twin = slice_model(net, width)
     h, w = net.config.options.input_size
@@ -206,7 +205,7 @@ def torch_target(net, width: float, source: str = "") -> Target:
 
 
 def engine_target(path: str | os.PathLike) -> Target:
-    from .extractors import TensorRTExtractor
+    from sfsc_deploy.retrieval.extractors import TensorRTExtractor
 
     ext = TensorRTExtractor(path)
     h, w = ext.info.input_size

@@ -1,15 +1,20 @@
-"""Atomic file and directory writes, so an interrupted run never leaves a half-written artifact."""
+"""Atomic file and directory writes, and file hashes: the file handling both packages share.
+
+Written once here, in the lower layer, so an interrupted run never leaves a half-written artifact
+whichever package wrote it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import SfscError
+from .errors import UserError
 
 
 def _check_parent(path: Path) -> None:
@@ -17,11 +22,11 @@ def _check_parent(path: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise SfscError(f"cannot write {path}: a parent path is a file, not a directory") from None
+        raise UserError(f"cannot write {path}: a parent path is a file, not a directory") from None
     except PermissionError:
-        raise SfscError(f"cannot create {parent}: permission denied; choose another --out") from None
+        raise UserError(f"cannot create {parent}: permission denied; choose another --out") from None
     if not os.access(parent, os.W_OK):
-        raise SfscError(f"cannot write to {parent}: directory is not writable; choose another --out")
+        raise UserError(f"cannot write to {parent}: directory is not writable; choose another --out")
 
 
 def _umask() -> int:
@@ -33,7 +38,7 @@ def _umask() -> int:
 def check_overwrite(path: Path, force: bool) -> None:
     """Refuse to replace an existing artifact unless the user said --force."""
     if path.exists() and not force:
-        raise SfscError(f"{path} already exists; pass --force to overwrite it or choose another path")
+        raise UserError(f"{path} already exists; pass --force to overwrite it or choose another path")
 
 
 @contextlib.contextmanager
@@ -71,9 +76,9 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary directory; it replaces ``path`` as a whole only if the block succeeds."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise SfscError(f"{path} exists and is not a directory; choose another --out")
+        raise UserError(f"{path} exists and is not a directory; choose another --out")
     if path.exists() and any(path.iterdir()) and not force:
-        raise SfscError(f"{path} already exists and is not empty; pass --force to replace it")
+        raise UserError(f"{path} already exists and is not empty; pass --force to replace it")
     _check_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
@@ -89,3 +94,11 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

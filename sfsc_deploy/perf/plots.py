@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .atomic import atomic_path
-from .bench import BenchResult
+from exporters.files import atomic_path
+from sfsc_deploy.perf.bench import BenchResult
 
 
 def _pyplot():

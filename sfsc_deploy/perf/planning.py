@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint
-from .atomic import write_text
-from .bench import BenchSettings, bench_targets, device_description, onnx_target
-from .errors import SfscError
+from exporters.files import write_text
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.perf.bench import BenchSettings, bench_targets, device_description, onnx_target
 
 TABLE_FORMAT = "sfsc-deploy/device-table"
 
@@ -29,9 +29,9 @@ def profile_device(
 ) -> dict[str, Any]:
     """Export every trained width (fp32 ONNX; reused from ``export_dir`` when it holds this
     checkpoint's export), benchmark each here, and write the device's latency table."""
-    from .export import MANIFEST, ExportSettings, default_images, export_tiers
-    from .hashing import file_sha256
-    from .tiers import Tier
+    from exporters.files import file_sha256
+    from sfsc_deploy.deploy.export import MANIFEST, ExportSettings, default_images, export_tiers
+    from sfsc_deploy.deploy.tiers import Tier
 
     net = checkpoint.load(checkpoint_path)
     sha = file_sha256(checkpoint_path)
@@ -46,7 +46,7 @@ def profile_device(
             manifest = json.loads(manifest_path.read_text())
         else:
             if images is None:
-                from .data import load_dataset
+                from sfsc_deploy.data import load_dataset
 
                 images = default_images(load_dataset("synthetic"), net.config.options.input_size, 8, 8)
             tiers = [Tier("profile", w) for w in widths]
@@ -138,7 +138,7 @@ def plan_width(
     entries = [e for e in entries if e["threads"] == threads]
     if not entries:
         raise SfscError(f"the table has no {threads}-thread figures; re-profile with --threads {threads}")
-    from .bench import Latency
+    from sfsc_deploy.perf.bench import Latency
 
     candidates = []
     for e in sorted(entries, key=lambda e: e["width"]):

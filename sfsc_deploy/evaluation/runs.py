@@ -11,14 +11,14 @@ from typing import Any
 
 import torch
 
-from . import checkpoint
-from .data.bank import build_bank
-from .data.records import ReidSplits
-from .errors import SfscError
-from .evaluation.features import extract_features
-from .evaluation.matrix import CompatibilityMatrix, compatibility_matrix
-from .evaluation.report import write_matrix_report
-from .train.run import read_networks
+from sfsc_deploy.data.bank import build_bank
+from sfsc_deploy.data.records import ReidSplits
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.evaluation.features import extract_features
+from sfsc_deploy.evaluation.matrix import CompatibilityMatrix, compatibility_matrix
+from sfsc_deploy.evaluation.report import write_matrix_report
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.models.networks import read_networks
 
 
 def evaluate_run(

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 
 import torch
 
-from .channels import normalize_width, width_key
-from .errors import SfscError
-from .layers import SwitchableBatchNorm
-from .models import SwitchableNet
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import SwitchableNet
+from sfsc_deploy.switchable.channels import normalize_width, width_key
+from sfsc_deploy.switchable.layers import SwitchableBatchNorm
 
 
 def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .errors import SfscError
+from sfsc_deploy.errors import SfscError
 
 TOOL = "sfsc-deploy"
 
@@ -113,9 +113,8 @@ class TorchExtractor(FeatureExtractor):
 
     def __init__(self, net, width: float, *, normalize: bool = False, source: str = "") -> None:
         from exporters.graph import DeployGraph
-
-        from .checkpoint import family_id
-        from .slicing import slice_model
+        from sfsc_deploy.models.checkpoint import family_id
+        from sfsc_deploy.models.slicing import slice_model
 
         w = net.check_width(width)
         opts = net.config.options
@@ -136,7 +135,7 @@ class TorchExtractor(FeatureExtractor):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, width: float, *, normalize: bool = False):
-        from . import checkpoint
+        from sfsc_deploy.models import checkpoint
 
         return cls(checkpoint.load(path), width, normalize=normalize, source=str(path))
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from torch import nn
 
-from .layers import (
+from sfsc_deploy.switchable.layers import (
     BNSpec,
     ConvSpec,
     LinearSpec,

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models import SwitchableNet
-from .slicing import slice_model
+from sfsc_deploy.models import SwitchableNet
+from sfsc_deploy.models.slicing import slice_model
 
 
 def count_params(module: nn.Module) -> int:

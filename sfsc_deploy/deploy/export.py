@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import __version__, checkpoint
-from .atomic import atomic_dir
-from .errors import SfscError
-from .extractors import ModelInfo, TorchExtractor
-from .hashing import file_sha256
-from .tiers import Tier
+from exporters.files import atomic_dir, file_sha256
+from sfsc_deploy import __version__
+from sfsc_deploy.deploy.tiers import Tier
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import checkpoint
+from sfsc_deploy.retrieval.extractors import ModelInfo, TorchExtractor
 
 MANIFEST = "manifest.json"
 
@@ -64,7 +64,7 @@ class Artifact:
 
 
 def default_images(splits, size: tuple[int, int], calibration: int = 256, parity: int = 64) -> ExportImages:
-    from .data.sample import sample_images
+    from sfsc_deploy.data.sample import sample_images
 
     return ExportImages(
         calibration=sample_images(splits, size, calibration, seed=0),
@@ -100,7 +100,7 @@ def _export_one(
     info = ModelInfo(
         **{**reference.info.to_dict(), "bake_preprocess": tier.bake_preprocess, "precision": tier.precision}
     )
-    from .complexity import count_macs, count_params
+    from sfsc_deploy.perf.complexity import count_macs, count_params
 
     twin = reference.graph.model
     meta = {
@@ -139,7 +139,7 @@ def _export_one(
 
             model = quantize_int8(fp32, inputs(images.calibration), method=settings.int8_calibration)
         path = save_onnx(model, folder / f"{stem}.onnx")
-        from .extractors import OnnxExtractor
+        from sfsc_deploy.retrieval.extractors import OnnxExtractor
 
         produced = OnnxExtractor(path).features(images.parity)
     else:
@@ -153,7 +153,7 @@ def _export_one(
             EngineOptions(tier.precision, tier.batch, settings.workspace_mb, settings.timing_cache),
             calibration=inputs(images.calibration),
         )
-        from .extractors import OnnxExtractor, TensorRTExtractor
+        from sfsc_deploy.retrieval.extractors import OnnxExtractor, TensorRTExtractor
 
         expected = OnnxExtractor(onnx_path).features(images.parity)  # the engine is checked against ORT
         produced = TensorRTExtractor(path).features(images.parity)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import SfscError
+from sfsc_deploy.errors import SfscError
 
 DEFAULT_DIVISOR = 8
 

@@ -18,12 +18,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
-from . import __version__
-from .atomic import write_bytes
-from .errors import SfscError
-from .hashing import tensor_digest
-from .layers import SwitchableConv2d, SwitchableLinear
-from .models import NetConfig, SwitchableNet, build_from_config
+from exporters.files import write_bytes
+from sfsc_deploy import __version__
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.hashing import tensor_digest
+from sfsc_deploy.models import NetConfig, SwitchableNet, build_from_config
+from sfsc_deploy.switchable.layers import SwitchableConv2d, SwitchableLinear
 
 FORMAT = "sfsc-deploy/checkpoint"
 FORMAT_VERSION = 1

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import SfscError
-from .evaluation.metrics import evaluate
-from .extractors import FeatureExtractor
-from .gallery import Gallery
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.evaluation.metrics import evaluate
+from sfsc_deploy.retrieval.extractors import FeatureExtractor
+from sfsc_deploy.retrieval.gallery import Gallery
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import __version__
-from .atomic import atomic_dir
-from .errors import SfscError
-from .layers import Switchable
-from .models import FeatureNet, NetConfig, SwitchableNet, build_plain
+from exporters.files import atomic_dir
+from sfsc_deploy import __version__
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import FeatureNet, NetConfig, SwitchableNet, build_plain
+from sfsc_deploy.switchable.layers import Switchable
 
 FORMAT = "sfsc-deploy/sliced"
 WEIGHTS, DESCRIPTION = "model.safetensors", "model.json"

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .channels import DEFAULT_DIVISOR, Ch, as_ch, format_widths, width_key
-from .errors import SfscError
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.switchable.channels import DEFAULT_DIVISOR, Ch, as_ch, format_widths, width_key
 
 
 @dataclass(frozen=True)

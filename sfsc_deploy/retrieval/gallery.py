@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import SfscError
+from exporters.files import atomic_path
+from sfsc_deploy.errors import SfscError
 
 FORMAT = "sfsc-deploy/gallery"
 

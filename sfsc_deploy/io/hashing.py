@@ -1,10 +1,9 @@
-"""Content hashes of tensors and files: family ids, integrity checks, provenance."""
+"""Content hashes of tensors: family ids and checkpoint integrity (file hashes: exporters.files)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
@@ -16,12 +15,4 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         t = tensors[name].detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
     return h.hexdigest()
