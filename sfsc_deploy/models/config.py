@@ -21,7 +21,7 @@ class ArchOptions:
     that doubles the final feature map. ``input_size`` is (height, width). ``neck_bias`` trains
     the BatchNorm neck's bias (BNNeck keeps it at zero); it was measured as a way to free the
     evidential loss's logits from their zero batch mean and lost to the logit offset
-    (``benchmarks/results/evidence_fix.md``), so it stays off.
+    (``docs/evidential_head.md``), so it stays off.
     """
 
     width_mult: float = 1.0
