@@ -20,6 +20,10 @@ from sfsc_deploy.models import ArchOptions
 from sfsc_deploy.perf.bench import cpu_name
 from sfsc_deploy.train import TrainConfig, train
 
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MARKET = ROOT.parent / "shared" / "datasets" / "market1501"  # the Market-1501 training split
+
 # training recipes the Market-1501 benchmarks compare: name -> TrainConfig overrides (batch 64 in all:
 # 16 ids × 4 images for P×K, 64 shuffled images for random)
 CONSTANT_LR = {"schedule": "step", "milestones": [], "warmup_epochs": 0.0}
@@ -113,10 +117,3 @@ def median(xs: list[float]) -> float:
     import statistics
 
     return statistics.median(xs)
-
-
-def save_png(fig, path: Path) -> None:
-    from exporters.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)

@@ -9,7 +9,7 @@ A finished run is reused only when the training config, network and data saved w
 spec's; anything else is refused with the run directory named, so a stale run never stands in
 for a requested one. An interrupted run resumes from its last finished epoch.
 
-    python benchmarks/_jobs.py SPEC.json      # the worker: one run, in this process
+    python -m benchmarks._jobs SPEC.json      # the worker: one run, in this process
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from sfsc_deploy.errors import SfscError
+from sfsc_deploy.models import ArchOptions, NetConfig, checkpoint
+from sfsc_deploy.models.networks import NETWORKS, read_networks
+from sfsc_deploy.train import TrainConfig
 
-from sfsc_deploy import checkpoint  # noqa: E402
-from sfsc_deploy.errors import SfscError  # noqa: E402
-from sfsc_deploy.models import ArchOptions, NetConfig  # noqa: E402
-from sfsc_deploy.models.networks import NETWORKS, read_networks  # noqa: E402
-from sfsc_deploy.train import TrainConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SPEC = "run_spec.json"
 WORKER_LOG = "worker.log"
@@ -158,7 +155,11 @@ def run_all(specs: list[RunSpec], jobs: int = 2) -> None:
                 (spec.path / SPEC).write_text(json.dumps(asdict(spec), indent=2) + "\n")
                 log = open(spec.path / WORKER_LOG, "a")  # noqa: SIM115 - closed when the worker ends
                 proc = subprocess.Popen(
-                    [sys.executable, __file__, str(spec.path / SPEC)], env=env, stdout=log, stderr=log
+                    [sys.executable, "-m", "benchmarks._jobs", str(spec.path / SPEC)],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
                 )
                 running[spec.run_dir] = (proc, spec, log)
                 bar.start_task(ids[spec.run_dir])

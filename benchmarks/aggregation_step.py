@@ -3,7 +3,7 @@
 Targets: step-time ratio project / sum ≤ 1.05; the peak-memory ratio is reported. Step time is
 measured round-robin in one process; peak memory (RSS) in one fresh subprocess per aggregation.
 
-    python benchmarks/aggregation_step.py [--steps 12]
+    python -m benchmarks.aggregation_step [--steps 12]
 
 Writes ``benchmarks/results/aggregation_step.{json,md}``.
 """
@@ -20,10 +20,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import median, provenance, provenance_md, write_results  # noqa: E402
+from benchmarks._common import ROOT, median, provenance, provenance_md, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES, BATCH, SIZE = 500, 64, (128, 64)
 
 

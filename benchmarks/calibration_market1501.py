@@ -7,7 +7,7 @@ mAP 50.1 / rank-1 65.2 on ``market1501-heldout`` in ~7 minutes. This trains that
 learning-rate schedule, the last stage's stride) and reports each against the calibration figures,
 so that a gap in the compatibility benchmark can be traced to the recipe instead of guessed at.
 
-    python benchmarks/calibration_market1501.py [--variants pk-cosine,random-cosine] [--epochs 12]
+    python -m benchmarks.calibration_market1501 [--variants pk-cosine,random-cosine] [--epochs 12]
 
 Writes ``benchmarks/results/calibration_market1501.{json,md}``.
 """
@@ -16,28 +16,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import (  # noqa: E402
+from benchmarks._common import (
+    MARKET,
     RECIPES,
+    ROOT,
     provenance,
     provenance_md,
-    save_png,
     train_resumable,
     write_results,
 )
-from exporters.files import write_text  # noqa: E402
-from sfsc_deploy.data import load_dataset  # noqa: E402
-from sfsc_deploy.evaluation.runs import evaluate_run  # noqa: E402
-from sfsc_deploy.models import ArchOptions  # noqa: E402
-from sfsc_deploy.train import TrainConfig  # noqa: E402
+from exporters.files import write_text
+from sfsc_deploy.data import load_dataset
+from sfsc_deploy.evaluation.runs import evaluate_run
+from sfsc_deploy.io.figures import new_figure, save_png
+from sfsc_deploy.models import ArchOptions
+from sfsc_deploy.train import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 CALIBRATION = {"mAP": 50.1, "rank1": 65.2}
 # name -> TrainConfig overrides (plus ARCH_KEYS)
 VARIANTS = {
@@ -119,13 +117,9 @@ def main() -> None:
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(record["variants"])
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = new_figure(7, 3.6)
+    ax = fig.subplots()
     values = [record["variants"][n]["mAP"] for n in names]
     bars = ax.bar(names, values, color="#4c72b0", label="this pipeline")
     ax.bar_label(bars, fmt="%.1f")
@@ -134,10 +128,11 @@ def plot(record: dict, path: Path) -> None:
     ax.set_ylabel("mAP (%)")
     ax.set_title(f"Plain ResNet-18, {record['config']['epochs']} epochs, {record['dataset']}")
     ax.legend(loc="lower right")
-    plt.setp(ax.get_xticklabels(), rotation=15, ha="right")
+    for label in ax.get_xticklabels():
+        label.set_rotation(15)
+        label.set_horizontalalignment("right")
     fig.tight_layout()
     save_png(fig, path)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ it was before the offset fix) with the first seed.
 Runs train side by side (``--jobs 2``, one thread each), resume after an interruption, and are
 reused only when their saved training config equals the requested one.
 
-    python benchmarks/compat_market1501.py [--methods sfsc,bct-s] [--seeds 0,1,2] [--jobs 2]
-    python benchmarks/compat_market1501.py --report-only   # the report of the finished runs
+    python -m benchmarks.compat_market1501 [--methods sfsc,bct-s] [--seeds 0,1,2] [--jobs 2]
+    python -m benchmarks.compat_market1501 --report-only   # the report of the finished runs
 
 Writes ``benchmarks/results/compat_market1501.{json,md,png}`` and the training-log figures
 ``compat_market1501_{grad_norms,uncertainty,conflicts}.png``.
@@ -26,25 +26,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import RECIPES, provenance, provenance_md, save_png, write_results  # noqa: E402
-from benchmarks._jobs import EVAL, RunSpec, run_all, saved_training_config  # noqa: E402
-from sfsc_deploy.evaluation.matrix import CompatibilityMatrix  # noqa: E402
-from sfsc_deploy.evaluation.seeds import paired_difference, spread  # noqa: E402
-from sfsc_deploy.models import ArchOptions  # noqa: E402
-from sfsc_deploy.train import TrainConfig  # noqa: E402
-from sfsc_deploy.train.log import TrainLog, read_log  # noqa: E402
-from sfsc_deploy.train.log_plots import plot_comparison, plot_cumulative_conflicts  # noqa: E402
+from benchmarks._common import (
+    MARKET,
+    RECIPES,
+    RESULTS,
+    ROOT,
+    provenance,
+    provenance_md,
+    write_results,
+)
+from benchmarks._jobs import EVAL, RunSpec, run_all, saved_training_config
+from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
+from sfsc_deploy.evaluation.seeds import paired_difference, spread
+from sfsc_deploy.io.figures import new_figure, save_png
+from sfsc_deploy.models import ArchOptions
+from sfsc_deploy.train import TrainConfig
+from sfsc_deploy.train.log import TrainLog, read_log
+from sfsc_deploy.train.log_plots import plot_comparison, plot_cumulative_conflicts
 
-ROOT = Path(__file__).resolve().parents[1]
-MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
-RESULTS = ROOT / "benchmarks" / "results"
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 # name -> (label, TrainConfig overrides, seeded): seeded methods run every --seeds, the rest the first
 METHODS: dict[str, tuple[str, dict, bool]] = {
@@ -370,9 +374,7 @@ def _text(cell: dict) -> str:
 
 
 def plot_summary(summary: dict, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4))
+    fig = new_figure(11, 4)
     ax_cross, ax_diag = fig.subplots(1, 2, sharey=True)
     for name, s in summary.items():
         for ax, key in ((ax_cross, "{q:g}->1"), (ax_diag, "{q:g}->{q:g}")):

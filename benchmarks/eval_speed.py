@@ -3,7 +3,7 @@
 3,368 queries × 19,732 gallery, random 512-d features, Market-1501 protocol. Targets: ≥ 5× faster
 than the straightforward implementation and ≤ 2 s on 2 cores; the figures must agree.
 
-    python benchmarks/eval_speed.py
+    python -m benchmarks.eval_speed
 
 Writes ``benchmarks/results/eval_speed.{json,md}``.
 """
@@ -11,17 +11,13 @@ Writes ``benchmarks/results/eval_speed.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
-from sfsc_deploy.evaluation.metrics import evaluate  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks._common import ROOT, provenance, provenance_md, write_results
+from sfsc_deploy.evaluation.metrics import evaluate
 
 
 def per_query_numpy(qf, gf, q_pids, g_pids, q_cams, g_cams, max_rank=10):

@@ -6,7 +6,7 @@ artifact's mAP / R1 next to its PyTorch reference's, top-1 agreement, pass/fail.
 tier also its whole row of the compatibility matrix, M(φ_q int8, φ_g) against the gallery of every
 trained width g, next to its fp32 self M(φ_q, φ_g), held to INT8_MAP_TOLERANCE mAP points.
 
-    python benchmarks/export_market1501.py [--checkpoint CK]
+    python -m benchmarks.export_market1501 [--checkpoint CK]
 
 The default checkpoint is the SFSC run of ``benchmarks/compat_market1501.py``.
 
@@ -16,49 +16,42 @@ Writes ``benchmarks/results/export_market1501.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
+from benchmarks._common import MARKET, ROOT, provenance, provenance_md, write_results
 from exporters.files import (
-    atomic_path,  # noqa: E402
-    file_sha256,  # noqa: E402
+    file_sha256,
 )
-from sfsc_deploy import checkpoint  # noqa: E402
-from sfsc_deploy.data import load_dataset  # noqa: E402
-from sfsc_deploy.data.bank import build_bank  # noqa: E402
+from exporters.parity import TOLERANCES
+from sfsc_deploy.data import load_dataset
+from sfsc_deploy.data.bank import build_bank
 from sfsc_deploy.deploy.export import (
     default_images,
-    export_tiers,  # noqa: E402
+    export_tiers,
 )
-from sfsc_deploy.deploy.tiers import load_tiers  # noqa: E402
-from sfsc_deploy.evaluation.metrics import evaluate  # noqa: E402
+from sfsc_deploy.deploy.tiers import load_tiers
+from sfsc_deploy.evaluation.metrics import evaluate
+from sfsc_deploy.io.figures import new_figure, save_png
+from sfsc_deploy.models import checkpoint
 from sfsc_deploy.retrieval.extractors import (
     TorchExtractor,
-    open_extractor,  # noqa: E402
+    open_extractor,
 )
-from sfsc_deploy.retrieval.gallery import Gallery  # noqa: E402
-from sfsc_deploy.retrieval.verify import verify  # noqa: E402
+from sfsc_deploy.retrieval.gallery import extract_gallery
+from sfsc_deploy.retrieval.verify import verify
 
-ROOT = Path(__file__).resolve().parents[1]
-MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
-DEFAULT_CK = ROOT / ".bench/compat_market1501/random-constant-e12/sfsc/checkpoint.safetensors"
-INT8_MAP_TOLERANCE = 1.0  # = verify's int8 max mAP drop (sfsc_deploy.verify.VerifyTolerance)
+DEFAULT_CK = ROOT / ".bench/compat_market1501/e12/sfsc-s0/checkpoint.safetensors"
+INT8_MAP_TOLERANCE = TOLERANCES["int8"].max_map_drop  # the one tolerance table
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [f"{r['tier']}\n{r['width']:g} {r['precision']}" for r in rows]
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = new_figure(7, 3.6)
+    ax = fig.subplots()
     ax.bar(x - 0.2, [r["reference_mAP"] for r in rows], 0.4, label="PyTorch reference")
     ax.bar(x + 0.2, [r["artifact_mAP"] for r in rows], 0.4, label="exported artifact")
     ax.set_xticks(x, names)
@@ -66,9 +59,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_title("M(φ_tier, φ_1.0): exported vs reference")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def shown(path: str) -> str:
@@ -118,46 +109,39 @@ def main() -> None:
     images = default_images(splits, size, calibration=256, parity=128)
     with tempfile.TemporaryDirectory(prefix="sfsc-export-bench-") as tmp:
         manifest = export_tiers(args.checkpoint, load_tiers(args.tiers), Path(tmp) / "deploy", images)
+        gallery = extract_gallery(full, splits, "gallery", progress=True)
         bank = build_bank(splits.gallery, size, split="gallery")
-        gallery = Gallery(
-            full.features(bank.images, progress=True, description="gallery 1.0"),
-            bank.pids.numpy(),
-            bank.camids.numpy(),
-            np.asarray(bank.paths),
-            full.info.to_dict(),
-        )
         queries = build_bank(splits.query, size, split="query")
         trained = checkpoint.load(args.checkpoint).widths
         galleries = {1.0: gallery.features}
         rows, int8_rows = [], []
-        for artifact in manifest["artifacts"]:
-            extractor = open_extractor(Path(tmp) / "deploy" / artifact["file"])
+        for artifact in manifest.artifacts:
+            extractor = open_extractor(Path(tmp) / "deploy" / artifact.file)
             reference = TorchExtractor.from_checkpoint(
                 args.checkpoint, extractor.info.width, normalize=extractor.info.normalized
             )
             report = verify(extractor, gallery, queries, reference, progress=True)
-            m = report.metrics
             rows.append(
                 {
-                    "tier": artifact["tier"],
-                    "width": artifact["width"],
-                    "precision": artifact["precision"],
-                    "file": artifact["file"],
-                    "bytes": artifact["bytes"],
-                    "parity_min_cos": artifact["parity"]["min_cosine"],
-                    "parity_mean_cos": artifact["parity"]["mean_cosine"],
-                    "parity_max_abs": artifact["parity"]["max_abs"],
-                    "query_min_cos": m["parity"]["min_cosine"],
-                    "reference_mAP": m["reference"]["mAP"],
-                    "artifact_mAP": m["artifact"]["mAP"],
-                    "reference_R1": m["reference"]["cmc"]["1"],
-                    "artifact_R1": m["artifact"]["cmc"]["1"],
-                    "top1_agreement": m["top1_agreement"],
+                    "tier": artifact.tier,
+                    "width": artifact.width,
+                    "precision": artifact.precision,
+                    "file": artifact.file,
+                    "bytes": artifact.bytes,
+                    "parity_min_cos": artifact.parity.min_cosine,
+                    "parity_mean_cos": artifact.parity.mean_cosine,
+                    "parity_max_abs": artifact.parity.max_abs,
+                    "query_min_cos": report.parity.min_cosine,
+                    "reference_mAP": report.reference_metrics.mAP,
+                    "artifact_mAP": report.artifact_metrics.mAP,
+                    "reference_R1": report.reference_metrics.rank1,
+                    "artifact_R1": report.artifact_metrics.rank1,
+                    "top1_agreement": report.top1_agreement,
                     "verify": "pass" if report.passed else "FAIL",
                     "checks": [vars(c) for c in report.checks],
                 }
             )
-            if artifact["precision"] == "int8":
+            if artifact.precision == "int8":
                 int8_rows += matrix_row(
                     extractor, reference, queries, bank, galleries, trained, args.checkpoint
                 )

@@ -2,7 +2,7 @@
 
 Target: ONNX Runtime ≥ 1.5× faster.
 
-    python benchmarks/ort_vs_eager.py
+    python -m benchmarks.ort_vs_eager
 
 Writes ``benchmarks/results/ort_vs_eager.{json,md}``.
 """
@@ -10,22 +10,19 @@ Writes ``benchmarks/results/ort_vs_eager.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from functools import partial
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import interleaved, median, provenance, provenance_md, write_results  # noqa: E402
-from exporters.graph import DeployGraph  # noqa: E402
-from exporters.onnx_export import save_onnx, to_onnx  # noqa: E402
-from exporters.ort_runtime import OrtModel  # noqa: E402
-from sfsc_deploy.models import build  # noqa: E402
-from sfsc_deploy.models.slicing import slice_model  # noqa: E402
+from benchmarks._common import ROOT, interleaved, median, provenance, provenance_md, write_results
+from exporters.graph import DeployGraph
+from exporters.onnx_export import save_onnx, to_onnx
+from exporters.ort_runtime import OrtModel
+from sfsc_deploy.models import build
+from sfsc_deploy.models.slicing import slice_model
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = (256, 128)
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 

@@ -5,7 +5,7 @@ switchable SFSC model (W = {0.25, 0.5, 0.75}), whose narrow widths learn through
 classifier, on identities carved out of the *training* ids (``--val-ids``), never the test ids.
 Every variant runs in the same invocation with the same seed, so the figures are side by side.
 
-    python benchmarks/recipe_variants.py [--variants pk-cosine,random-constant] [--epochs 3]
+    python -m benchmarks.recipe_variants [--variants pk-cosine,random-constant] [--epochs 3]
 
 Writes ``benchmarks/results/recipe_variants.{json,md}``.
 """
@@ -13,26 +13,23 @@ Writes ``benchmarks/results/recipe_variants.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import (  # noqa: E402
+from benchmarks._common import (
+    MARKET,
     RECIPES,
+    ROOT,
     provenance,
     provenance_md,
-    save_png,
     train_resumable,
     write_results,
 )
-from sfsc_deploy import checkpoint  # noqa: E402
-from sfsc_deploy.data import load_dataset  # noqa: E402
-from sfsc_deploy.models import ArchOptions  # noqa: E402
-from sfsc_deploy.train import TrainConfig  # noqa: E402
+from sfsc_deploy.data import load_dataset
+from sfsc_deploy.io.figures import new_figure, save_png
+from sfsc_deploy.models import ArchOptions, checkpoint
+from sfsc_deploy.train import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 # the SFSC loss these recipes were compared with (TrainConfig's defaults then): sensoy KL, λ 0.2
 # annealed over 10 epochs, and no evidence offset (before the fix of sfsc_validation.md)
 BEFORE_FIX = {"kl": "sensoy", "kl_weight": 0.2, "kl_anneal_epochs": 10, "evidence_offset": False}
@@ -110,17 +107,14 @@ def main() -> None:
 
 def plot(record: dict, names: list[str], path: Path) -> None:
     """One heatmap of the validation matrix per variant, on a common colour scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     vals = [record["variants"][n]["val"] for n in names]
     widths = sorted({float(k.split("/")[1].split("->")[0]) for k in vals[0]})
     mats = [np.array([[v[f"mAP/{q:g}->{g:g}"] for g in widths] for q in widths]) for v in vals]
     top = max(m.max() for m in mats)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.4), squeeze=False)
+    fig = new_figure(3.6 * len(names), 3.4)
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name, m in zip(axes[0], names, mats, strict=True):
         ax.imshow(m, cmap="viridis", vmin=0, vmax=top)
         for i in range(len(widths)):
@@ -134,7 +128,6 @@ def plot(record: dict, names: list[str], path: Path) -> None:
     fig.suptitle(f"SFSC validation mAP, {record['epochs']} epochs")
     fig.tight_layout()
     save_png(fig, path)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

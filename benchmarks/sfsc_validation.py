@@ -10,7 +10,7 @@ the *training* ids (``--val-ids``), never the test ids. Every variant: ResNet-18
 D 256, W {0.25, 0.5, 0.75, 1.0}, Adam 3.5e-4 (wd 5e-4), shuffled batches of 64, constant lr,
 flip + pad-crop, seed 0, no KL annealing unless named.
 
-    python benchmarks/sfsc_validation.py [--variants paper-offset,paper-pinned] [--epochs 4] [--jobs 2]
+    python -m benchmarks.sfsc_validation [--variants paper-offset,paper-pinned] [--epochs 4] [--jobs 2]
 
 Writes ``benchmarks/results/sfsc_validation.{json,md,png}`` and each run's log plots beside it.
 """
@@ -19,29 +19,25 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import RECIPES, provenance, provenance_md, save_png, write_results  # noqa: E402
-from benchmarks._jobs import RunSpec, run_all  # noqa: E402
-from sfsc_deploy import checkpoint  # noqa: E402
-from sfsc_deploy.data import load_dataset  # noqa: E402
-from sfsc_deploy.data.bank import build_bank  # noqa: E402
-from sfsc_deploy.data.records import split_validation  # noqa: E402
-from sfsc_deploy.data.transforms import normalize  # noqa: E402
-from sfsc_deploy.losses import evidential  # noqa: E402
-from sfsc_deploy.models import ArchOptions  # noqa: E402
-from sfsc_deploy.train import TrainConfig  # noqa: E402
-from sfsc_deploy.train.log import read_log  # noqa: E402
-from sfsc_deploy.train.log_plots import plot_log  # noqa: E402
+from benchmarks._common import MARKET, RECIPES, ROOT, provenance, provenance_md, write_results
+from benchmarks._jobs import RunSpec, run_all
+from exporters.graph import normalize_images
+from sfsc_deploy.data import load_dataset
+from sfsc_deploy.data.bank import build_bank
+from sfsc_deploy.data.records import split_validation
+from sfsc_deploy.io.figures import new_figure, save_png
+from sfsc_deploy.losses import evidential
+from sfsc_deploy.models import ArchOptions, checkpoint
+from sfsc_deploy.train import TrainConfig
+from sfsc_deploy.train.log import read_log
+from sfsc_deploy.train.log_plots import plot_log
 
-ROOT = Path(__file__).resolve().parents[1]
-MARKET = ROOT.parent / "shared" / "datasets" / "market1501"
 PAPER = {"kl": "paper", "kl_weight": 0.2, "kl_anneal_epochs": 0}
 SENSOY = {"kl": "sensoy", "kl_anneal_epochs": 0}
 PINNED = {"evidence_offset": False}  # the loss as it was: logits with zero batch mean per class
@@ -85,7 +81,7 @@ def head_statistics(run_dir: Path, images: torch.Tensor, cfg: TrainConfig) -> li
     net = checkpoint.load(run_dir / "checkpoint.safetensors").train()
     opts = net.config.options
     offset = net.classifier.evidence_offset if cfg.evidence_offset else 0.0
-    batches = normalize(images, opts.mean, opts.std).split(64)
+    batches = normalize_images(images, opts.mean, opts.std).split(64)
     rows = []
     for width in sorted(net.widths):
         net.set_width(width)
@@ -252,10 +248,8 @@ def write_report(record: dict, names: list[str], out: Path, plots_dir: Path) -> 
 
 
 def plot(record: dict, names: list[str], path: Path) -> None:
-    from matplotlib.figure import Figure
-
     variants = record["variants"]
-    fig = Figure(figsize=(13, 4.2))
+    fig = new_figure(13, 4.2)
     ax, ax_u = fig.subplots(1, 2)
     x = np.arange(len(names))
     for i, q in enumerate([0.25, 0.5, 0.75, 1.0]):

@@ -2,7 +2,7 @@
 
 Target: latency ratio sliced / native = 1.00 ± 0.03 (PyTorch eager, 1 thread; ONNX Runtime too).
 
-    python benchmarks/sliced_vs_native.py
+    python -m benchmarks.sliced_vs_native
 
 Writes ``benchmarks/results/sliced_vs_native.{json,md}``.
 """
@@ -10,22 +10,19 @@ Writes ``benchmarks/results/sliced_vs_native.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from functools import partial
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import interleaved, median, provenance, provenance_md, write_results  # noqa: E402
-from exporters.graph import DeployGraph  # noqa: E402
-from exporters.onnx_export import save_onnx, to_onnx  # noqa: E402
-from exporters.ort_runtime import OrtModel  # noqa: E402
-from sfsc_deploy.models import build, build_plain  # noqa: E402
-from sfsc_deploy.models.slicing import slice_model  # noqa: E402
+from benchmarks._common import ROOT, interleaved, median, provenance, provenance_md, write_results
+from exporters.graph import DeployGraph
+from exporters.onnx_export import save_onnx, to_onnx
+from exporters.ort_runtime import OrtModel
+from sfsc_deploy.models import build, build_plain
+from sfsc_deploy.models.slicing import slice_model
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = (256, 128)
 
 

@@ -4,26 +4,24 @@ Full-size backbones (width_mult 1.0, 256×128 input), per-width BatchNorms given
 random statistics so the error figure would expose a wrong BN. Writes
 ``benchmarks/results/slicing_ratios.{json,md}``.
 
-    python benchmarks/slicing_ratios.py [--archs resnet18,mobilenet_v2]
+    python -m benchmarks.slicing_ratios [--archs resnet18,mobilenet_v2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import provenance, provenance_md, write_results  # noqa: E402
-from sfsc_deploy.models import build  # noqa: E402
+from benchmarks._common import provenance, provenance_md, write_results
+from sfsc_deploy.models import build
 from sfsc_deploy.models.slicing import (
     slice_error,
-    slice_model,  # noqa: E402
+    slice_model,
 )
-from sfsc_deploy.perf.complexity import width_report  # noqa: E402
-from tests.conftest import randomize_bn  # noqa: E402
+from sfsc_deploy.perf.complexity import width_report
+from tests.conftest import randomize_bn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

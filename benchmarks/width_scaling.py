@@ -3,7 +3,7 @@
 Targets: latency(γ)/latency(1.0) within 1.25× of MACs(γ)/MACs(1.0) for γ ≥ 0.5, within 1.5× at 0.25.
 Full-size models (base width 64, 256×128 input, D = 512); widths timed round-robin in one process.
 
-    python benchmarks/width_scaling.py [--rounds 15]
+    python -m benchmarks.width_scaling [--rounds 15]
 
 Writes ``benchmarks/results/width_scaling.{json,md,png}``.
 """
@@ -11,23 +11,21 @@ Writes ``benchmarks/results/width_scaling.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import interleaved, median, provenance, provenance_md, save_png, write_results  # noqa: E402
-from exporters.graph import DeployGraph  # noqa: E402
-from exporters.onnx_export import save_onnx, to_onnx  # noqa: E402
-from exporters.ort_runtime import OrtModel  # noqa: E402
-from sfsc_deploy.models import build  # noqa: E402
-from sfsc_deploy.models.slicing import slice_model  # noqa: E402
-from sfsc_deploy.perf.complexity import count_macs  # noqa: E402
+from benchmarks._common import ROOT, interleaved, median, provenance, provenance_md, write_results
+from exporters.graph import DeployGraph
+from exporters.onnx_export import save_onnx, to_onnx
+from exporters.ort_runtime import OrtModel
+from sfsc_deploy.io.figures import new_figure, save_png
+from sfsc_deploy.models import build
+from sfsc_deploy.models.slicing import slice_model
+from sfsc_deploy.perf.complexity import count_macs
 
-ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 SIZE = (256, 128)
 
@@ -95,12 +93,9 @@ def main() -> None:
         )
     stem = Path(args.out)
     write_results(stem, record, md)
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
     for arch in args.archs.split(","):
         for batch in sorted({r["batch"] for r in rows}):
             sel = [r for r in rows if r["arch"] == arch and r["batch"] == batch]

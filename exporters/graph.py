@@ -50,6 +50,17 @@ class DeployGraph(nn.Module):
         return torch.randn(batch, 3, h, w)
 
 
+def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [N, 3, H, W] RGB → float32 ``(x/255 − mean)/std``: the model's input, the one routine.
+
+    Training, evaluation, calibration and every runtime feed models through this function; the
+    exported graph's baked preprocessing is the same arithmetic folded into one multiply-add.
+    """
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return (images.float().div_(255.0) - m) / s
+
+
 def graph_inputs(
     images: torch.Tensor, mean: Sequence[float], std: Sequence[float], *, bake_preprocess: bool
 ) -> torch.Tensor:
@@ -57,6 +68,4 @@ def graph_inputs(
     preprocessing is baked in, else the normalised float32 NCHW tensor the model was trained on."""
     if bake_preprocess:
         return images.permute(0, 2, 3, 1).contiguous()
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - m) / s
+    return normalize_images(images, mean, std)

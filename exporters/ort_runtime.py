@@ -35,7 +35,10 @@ def check_external_data(path: Path) -> None:
 
 
 class OrtModel:
-    """An onnxruntime session plus the model's own description (its ``metadata_props``)."""
+    """An onnxruntime session plus the model's own description (its ``metadata_props``): a Runner."""
+
+    runtime = "onnx"
+    max_batch = None
 
     def __init__(
         self,

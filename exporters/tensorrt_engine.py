@@ -159,7 +159,9 @@ def build_engine(
 
 
 class TrtModel:
-    """Executes a serialised engine by tensor name (``images`` in, ``features`` out)."""
+    """Executes a serialised engine by tensor name (``images`` in, ``features`` out): a Runner."""
+
+    runtime = "tensorrt"
 
     def __init__(self, engine_path: str | os.PathLike) -> None:
         trt = require_tensorrt()
@@ -181,6 +183,7 @@ class TrtModel:
             raise UserError(f"TensorRT cannot deserialise {self.path}; rebuild it with this TensorRT version")
         self.context = self.engine.create_execution_context()
         self.input_uint8 = self.engine.get_tensor_dtype(INPUT) == trt.DataType.UINT8
+        self.max_batch = int(self.metadata["batch_profile"][2])
         self._torch = torch
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

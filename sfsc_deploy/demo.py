@@ -11,7 +11,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from exporters.files import write_text
@@ -64,16 +63,11 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
     from sfsc_deploy.evaluation.report import matrix_markdown
     from sfsc_deploy.evaluation.runs import evaluate_run
     from sfsc_deploy.models import ArchOptions
-    from sfsc_deploy.perf.bench import (
-        BenchSettings,
-        bench_targets,
-        device_description,
-        onnx_target,
-        results_markdown,
-    )
-    from sfsc_deploy.perf.plots import accuracy_vs_latency, latency_vs_width
+    from sfsc_deploy.perf.bench import artifact_target
+    from sfsc_deploy.perf.report import bench_report
+    from sfsc_deploy.perf.results import BenchSettings, results_markdown
     from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
-    from sfsc_deploy.retrieval.gallery import Gallery, save_gallery
+    from sfsc_deploy.retrieval.gallery import extract_gallery, save_gallery
     from sfsc_deploy.retrieval.verify import verify
     from sfsc_deploy.train import TrainConfig, train
 
@@ -100,41 +94,16 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
 
     console.rule("3/6 export the default tiers to ONNX (camera: int8)")
     manifest = export_tiers(
-        ck,
-        list(DEFAULT_TIERS),
-        out / "deploy",
-        default_images(splits, options.input_size, calibration=256, parity=64),
+        ck, list(DEFAULT_TIERS), out / "deploy", default_images(splits, options.input_size)
     )
-    files = [out / "deploy" / a["file"] for a in manifest["artifacts"]]
+    files = manifest.files(out / "deploy")
 
     console.rule("4/6 benchmark every tier (onnxruntime, 1 thread)")
-    results = bench_targets(
-        [onnx_target(f) for f in files],
-        BenchSettings(batches=s["batches"], threads=(1,), warmup=3, iters=s["iters"]),
-    )
-    bench_dir = out / "bench"
-    write_text(
-        bench_dir / "bench.json",
-        json.dumps(
-            {"device": device_description(), "results": [r.to_dict() for r in results]},
-            indent=2,
-            default=list,
-        )
-        + "\n",
-    )
-    latency_vs_width(results, bench_dir / "latency_vs_width.png")
-    accuracy_vs_latency(results, matrix, bench_dir / "accuracy_vs_latency.png")
+    settings = BenchSettings(batches=s["batches"], threads=(1,), warmup=3, iters=s["iters"])
+    bench = bench_report([artifact_target(f) for f in files], settings, out / "bench", matrix=matrix)
 
     console.rule("5/6 index the gallery with the full model")
-    full = TorchExtractor.from_checkpoint(ck, 1.0)
-    bank = build_bank(splits.gallery, options.input_size, split="gallery")
-    gallery = Gallery(
-        full.features(bank.images, progress=True),
-        bank.pids.numpy(),
-        bank.camids.numpy(),
-        np.asarray(bank.paths),
-        {**full.info.to_dict(), "dataset": splits.name},
-    )
+    gallery = extract_gallery(TorchExtractor.from_checkpoint(ck, 1.0), splits, "gallery", progress=True)
     save_gallery(gallery, out / "gallery.npz")
 
     console.rule("6/6 verify every exported tier against the gallery")
@@ -169,7 +138,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
         "",
         "## Exported tiers and latency",
         "",
-        results_markdown(results),
+        results_markdown(bench.results),
         "",
         "![latency vs width](bench/latency_vs_width.png)",
         "",
@@ -181,11 +150,10 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
         "|---|---|---:|---:|---:|:---:|",
     ]
     for name, rep in reports:
-        m = rep.metrics
         lines.append(
-            f"| {name} | {rep.artifact['precision']} | {m['reference']['mAP']:.2f} → "
-            f"{m['artifact']['mAP']:.2f} | {m['top1_agreement']:.3f} | "
-            f"{m['parity']['min_cosine']:.5f} | {'pass' if rep.passed else 'FAIL'} |"
+            f"| {name} | {rep.artifact.precision} | {rep.reference_metrics.mAP:.2f} → "
+            f"{rep.artifact_metrics.mAP:.2f} | {rep.top1_agreement:.3f} | "
+            f"{rep.parity.min_cosine:.5f} | {'pass' if rep.passed else 'FAIL'} |"
         )
     lines += [
         "",

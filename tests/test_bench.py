@@ -8,14 +8,8 @@ from sfsc_deploy.deploy.export import ExportSettings, default_images, export_tie
 from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.models import checkpoint
-from sfsc_deploy.perf.bench import (
-    BenchSettings,
-    Latency,
-    bench_targets,
-    onnx_target,
-    time_calls,
-    torch_target,
-)
+from sfsc_deploy.perf.bench import artifact_target, bench_targets, time_calls, torch_target
+from sfsc_deploy.perf.results import BenchSettings, Latency
 from tests.conftest import INPUT, tiny
 
 
@@ -54,14 +48,16 @@ def artifacts(tmp_path_factory, synthetic_small):
     checkpoint.save(tiny(), ck)
     images = default_images(synthetic_small, INPUT, calibration=16, parity=8)
     tiers = [Tier("a", 0.25), Tier("b", 1.0), Tier("c", 0.25, precision="int8", bake_preprocess=True)]
-    manifest = export_tiers(ck, tiers, root / "out", images, settings=ExportSettings(progress=False))
+    manifest = export_tiers(
+        ck, tiers, root / "out", images, settings=ExportSettings(progress=False)
+    ).to_dict()
     return ck, [root / "out" / a["file"] for a in manifest["artifacts"]]
 
 
 def test_bench_every_runtime_and_configuration(artifacts):
     ck, files = artifacts
     net = checkpoint.load(ck)
-    targets = [onnx_target(f) for f in files] + [torch_target(net, 0.25)]
+    targets = [artifact_target(f) for f in files] + [torch_target(net, 0.25)]
     settings = BenchSettings(batches=(1, 3), threads=(1,), warmup=1, iters=4, cpus=(0,))
     results = bench_targets(targets, settings, progress=False)
     assert len(results) == len(targets) * 2

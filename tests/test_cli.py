@@ -223,7 +223,7 @@ def test_export_extract_verify(ck, tmp_path, capsys):
     code, out, err = run(capsys, "extract", "--checkpoint", str(ck), "--out", str(gallery))
     assert code == 0 and "features" in out, err
     report = tmp_path / "report.json"
-    args = ["verify", "--model", str(artifact), "--gallery", str(gallery), "--queries", "synthetic"]
+    args = ["verify", "--model", str(artifact), "--gallery", str(gallery), "--data", "synthetic"]
     code, out, err = run(capsys, *args, "--checkpoint", str(ck), "--out", str(report))
     assert code == 0 and "verify: PASS" in out, out + err
     assert json.loads(report.read_text())["passed"] is True
@@ -264,7 +264,7 @@ def test_export_tiers_file(ck, tmp_path, capsys):
     "extra, message",
     [
         ([], "exactly one of --width"),
-        (["--width", "0.5", "--format", "tensorrt", "--precision", "fp16"], "tensorrt"),
+        (["--width", "0.5", "--export-format", "tensorrt", "--precision", "fp16"], "tensorrt"),
         (["--width", "0.5", "--precision", "fp16"], "fp16 is for GPUs"),
         (["--width", "0.5", "--batch", "1,2"], "MIN,OPT,MAX"),
         (["--width", "0.3"], "no BatchNorm"),
@@ -319,7 +319,7 @@ def test_verify_refuses_another_family(ck, tmp_path, capsys):
         str(tmp_path / "e" / "resnet18_w1_fp32.onnx"),
         "--gallery",
         str(tmp_path / "g.npz"),
-        "--queries",
+        "--data",
         "synthetic",
     )
     assert code == 2 and "model family" in err

@@ -1,10 +1,11 @@
 import json
+from dataclasses import replace
 
 import pytest
 
 from exporters import parity
 from exporters.files import file_sha256
-from sfsc_deploy.deploy.export import MANIFEST, ExportSettings, default_images, export_tiers
+from sfsc_deploy.deploy.export import MANIFEST, ExportSettings, Manifest, default_images, export_tiers
 from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.models import checkpoint
@@ -31,9 +32,10 @@ def test_every_tier_is_exported_checked_and_listed(ck, tmp_path, images):
         Tier("mobile", 0.5, bake_preprocess=True),
         Tier("camera", 0.25, precision="int8", bake_preprocess=True),
     ]
-    manifest = export_tiers(ck, tiers, tmp_path / "out", images, settings=QUIET)
+    manifest = export_tiers(ck, tiers, tmp_path / "out", images, settings=QUIET).to_dict()
     on_disk = json.loads((tmp_path / "out" / MANIFEST).read_text())
     assert on_disk == manifest
+    assert Manifest.load(tmp_path / "out").to_dict() == on_disk  # the typed reader round-trips
     assert manifest["family_id"] == checkpoint.family_id(checkpoint.load(ck))
     assert manifest["checkpoint_sha256"] == file_sha256(ck)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
@@ -51,7 +53,7 @@ def test_every_tier_is_exported_checked_and_listed(ck, tmp_path, images):
 
 
 def test_failed_parity_leaves_nothing(ck, tmp_path, images, monkeypatch):
-    impossible = parity.Tolerance(min_cosine=1.1, min_mean_cosine=1.1, max_abs_rel=0.0)
+    impossible = replace(parity.TOLERANCES["fp32"], min_cosine=1.1, min_mean_cosine=1.1, max_abs_rel=0.0)
     monkeypatch.setitem(parity.TOLERANCES, "fp32", impossible)
     with pytest.raises(SfscError, match="failed its fp32 parity check"):
         export_tiers(ck, [Tier("a", 0.5), Tier("b", 1.0)], tmp_path / "out", images, settings=QUIET)

@@ -10,7 +10,7 @@ from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.slicing import slice_model
-from sfsc_deploy.retrieval.extractors import OnnxExtractor, TorchExtractor, open_extractor
+from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
 from tests.conftest import INPUT, tiny
 
 
@@ -21,7 +21,9 @@ def exported(tmp_path_factory, synthetic_small):
     checkpoint.save(tiny(), ck)
     images = default_images(synthetic_small, INPUT, calibration=32, parity=8)
     tiers = [Tier("plain", 0.5), Tier("baked", 0.5, normalize=True, bake_preprocess=True)]
-    manifest = export_tiers(ck, tiers, root / "out", images, settings=ExportSettings(progress=False))
+    manifest = export_tiers(
+        ck, tiers, root / "out", images, settings=ExportSettings(progress=False)
+    ).to_dict()
     return ck, {a["tier"]: root / "out" / a["file"] for a in manifest["artifacts"]}, images.parity
 
 
@@ -73,4 +75,4 @@ def test_foreign_onnx_is_refused(tmp_path):
     graph = DeployGraph(slice_model(tiny(), 1.0), (0.5,) * 3, (0.5,) * 3)
     onnx.save(to_onnx(graph, INPUT, {}), str(tmp_path / "foreign.onnx"))
     with pytest.raises(SfscError, match="not exported by sfsc-deploy"):
-        OnnxExtractor(tmp_path / "foreign.onnx")
+        open_extractor(tmp_path / "foreign.onnx")

@@ -1,13 +1,12 @@
-import json
-
 import pytest
 
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
-from sfsc_deploy.evaluation.metrics import RetrievalMetrics
+from sfsc_deploy.evaluation.scores import RetrievalMetrics
 from sfsc_deploy.models import checkpoint
-from sfsc_deploy.perf.bench import BenchSettings
-from sfsc_deploy.perf.planning import load_table, plan_width, profile_device
+from sfsc_deploy.perf.device_table import DeviceTable, load_table, plan_width
+from sfsc_deploy.perf.profile import profile_device
+from sfsc_deploy.perf.results import BenchResult, BenchSettings, Latency
 from tests.conftest import tiny
 
 
@@ -23,12 +22,18 @@ def entry(width, batch, threads, p99):
         max=p99 * 1.2,
         iters=10,
     )
-    return {"width": width, "batch": batch, "threads": threads, "latency_ms": lat}
+    return BenchResult(
+        f"w{width:g}", "onnxruntime", width, batch, threads, Latency(**lat), 1.0, 0, 0, None, None, None
+    )
 
 
-TABLE = {
-    "format": "sfsc-deploy/device-table",
-    "entries": [
+TABLE = DeviceTable(
+    device={},
+    checkpoint="ck.safetensors",
+    checkpoint_sha256="",
+    family_id="",
+    settings=BenchSettings(),
+    entries=[
         entry(0.25, 1, 1, 2.0),
         entry(0.5, 1, 1, 4.5),
         entry(1.0, 1, 1, 12.0),
@@ -37,7 +42,7 @@ TABLE = {
         entry(1.0, 8, 1, 60.0),
         entry(1.0, 1, 4, 4.0),
     ],
-}
+)
 
 
 def test_widest_width_within_budget():
@@ -79,11 +84,9 @@ def test_profile_writes_a_table_plan_can_use(tmp_path):
     checkpoint.save(tiny(widths=[0.25, 0.5, 1.0]), ck)
     settings = BenchSettings(batches=(1, 2), threads=(1,), warmup=1, iters=3)
     table = profile_device(ck, tmp_path / "dev.json", settings, export_dir=tmp_path / "exp", progress=False)
-    assert load_table(tmp_path / "dev.json") == json.loads(json.dumps(table, default=list))
-    assert {(e["width"], e["batch"]) for e in table["entries"]} == {
-        (w, b) for w in (0.25, 0.5, 1.0) for b in (1, 2)
-    }
-    assert table["device"]["cores"] >= 1 and "onnxruntime" in table["device"]
+    assert load_table(tmp_path / "dev.json").to_dict() == table.to_dict()
+    assert {(e.width, e.batch) for e in table.entries} == {(w, b) for w in (0.25, 0.5, 1.0) for b in (1, 2)}
+    assert table.device["cores"] >= 1 and "onnxruntime" in table.device
     stamp = (tmp_path / "exp" / "manifest.json").stat().st_mtime_ns
     profile_device(ck, tmp_path / "dev2.json", settings, export_dir=tmp_path / "exp", progress=False)
     assert (tmp_path / "exp" / "manifest.json").stat().st_mtime_ns == stamp  # exports reused

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from exporters.parity import tolerance_for
 from sfsc_deploy.data.bank import build_bank
 from sfsc_deploy.deploy.export import ExportSettings, default_images, export_tiers
 from sfsc_deploy.deploy.tiers import Tier
@@ -9,7 +10,7 @@ from sfsc_deploy.evaluation.metrics import evaluate
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
 from sfsc_deploy.retrieval.gallery import Gallery
-from sfsc_deploy.retrieval.verify import VerifyTolerance, verify
+from sfsc_deploy.retrieval.verify import verify
 from tests.conftest import INPUT, tiny
 
 # int8 may cost at most this many mAP points of M(φ_q, φ_g) against the same width in fp32
@@ -23,7 +24,7 @@ def setup(tmp_path_factory, trained_checkpoint, synthetic_small):
     tiers = [Tier("mobile", 0.5), Tier("camera", 0.25, precision="int8", bake_preprocess=True)]
     manifest = export_tiers(
         trained_checkpoint, tiers, root / "out", images, settings=ExportSettings(progress=False)
-    )
+    ).to_dict()
     files = {a["tier"]: root / "out" / a["file"] for a in manifest["artifacts"]}
     full = TorchExtractor.from_checkpoint(trained_checkpoint, 1.0)
     bank = build_bank(synthetic_small.gallery, INPUT, progress=False)
@@ -43,8 +44,8 @@ def test_fp32_artifact_passes(setup):
     artifact = open_extractor(files["mobile"])
     report = verify(artifact, gallery, queries, TorchExtractor.from_checkpoint(ck, 0.5))
     assert report.passed, report.checks
-    assert report.metrics["top1_agreement"] == 1.0
-    assert abs(report.metrics["artifact"]["mAP"] - report.metrics["reference"]["mAP"]) < 0.01
+    assert report.top1_agreement == 1.0
+    assert abs(report.artifact_metrics.mAP - report.reference_metrics.mAP) < 0.01
 
 
 def test_int8_camera_tier_keeps_cross_width_retrieval(setup):
@@ -56,9 +57,9 @@ def test_int8_camera_tier_keeps_cross_width_retrieval(setup):
         gallery,
         queries,
         TorchExtractor.from_checkpoint(ck, 0.25),
-        VerifyTolerance(max_map_drop=INT8_MAP_TOLERANCE, max_rank1_drop=5.0, min_top1_agreement=0.8),
+        tolerance_for("int8", max_map_drop=INT8_MAP_TOLERANCE, max_rank1_drop=5.0, min_top1_agreement=0.8),
     )
-    fp32_map, int8_map = report.metrics["reference"]["mAP"], report.metrics["artifact"]["mAP"]
+    fp32_map, int8_map = report.reference_metrics.mAP, report.artifact_metrics.mAP
     assert report.passed, report.checks
     assert abs(fp32_map - int8_map) <= INT8_MAP_TOLERANCE
     random_map = evaluate(
@@ -113,4 +114,4 @@ def test_other_family_or_dim_is_refused(setup, tmp_path):
 def test_without_reference_only_absolute_figures(setup):
     files, gallery, queries, _ = setup
     report = verify(open_extractor(files["mobile"]), gallery, queries)
-    assert report.passed and "reference" not in report.metrics and "note" in report.metrics
+    assert report.passed and report.reference_metrics is None and report.note

@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from sfsc_deploy.data.images import read_image
 from sfsc_deploy.data.records import Record
-from sfsc_deploy.data.synthetic import parse_path, render_records
+from sfsc_deploy.data.sources import renderer_for
 from sfsc_deploy.data.transforms import resize
 from sfsc_deploy.errors import SfscError
 
@@ -36,13 +36,16 @@ def build_bank(
 ) -> ImageBank:
     """Read (or render) every record, skip and count unreadable files; an empty split is an error."""
     size = (int(size[0]), int(size[1]))
-    synthetic = [r for r in records if parse_path(r.path) is not None]
-    files = [r for r in records if parse_path(r.path) is None]
+    generated: dict[str, list[Record]] = {}
+    files: list[Record] = []
+    for r in records:
+        found = renderer_for(r.path)
+        (generated.setdefault(found[0], []) if found else files).append(r)
     kept: list[Record] = []
     chunks: list[torch.Tensor] = []
-    if synthetic:
-        chunks.append(resize(render_records(synthetic), size))
-        kept.extend(synthetic)
+    for group in generated.values():
+        chunks.append(resize(renderer_for(group[0].path)[1](group), size))  # type: ignore[index]
+        kept.extend(group)
     bad = 0
     if files:
         with Progress(transient=True, disable=not progress) as bar, ThreadPoolExecutor(2) as pool:

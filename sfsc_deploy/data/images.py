@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from exporters.graph import normalize_images
+from sfsc_deploy.data.transforms import resize
 from sfsc_deploy.errors import SfscError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -37,14 +38,10 @@ def read_image(path: str | Path) -> torch.Tensor | None:
 def preprocess(
     image: torch.Tensor, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
-    """uint8 [3, H, W] (or [N, 3, H, W]) → float [N, 3, h, w], resized and normalised."""
+    """uint8 [3, H, W] (or [N, 3, H, W]) → float [N, 3, h, w]: resized as the image bank resizes,
+    then normalised by the one preprocessing routine."""
     x = image.unsqueeze(0) if image.dim() == 3 else image
-    x = x.float().div_(255.0)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
-    return (x - m) / s
+    return normalize_images(resize(x, size), mean, std)
 
 
 def load_folder(

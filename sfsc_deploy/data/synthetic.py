@@ -26,6 +26,7 @@ from functools import lru_cache
 import torch
 
 from sfsc_deploy.data.records import Record, ReidSplits, heldout_splits
+from sfsc_deploy.data.sources import register_renderer
 from sfsc_deploy.errors import SfscError
 
 SCHEME = "synthetic://"
@@ -434,3 +435,6 @@ def _blur(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     rows = rows + w2 * (p[..., 0:H, :] + p[..., 4 : H + 4, :])
     out = w0 * rows[..., 2 : W + 2] + w1 * (rows[..., 1 : W + 1] + rows[..., 3 : W + 3])
     return out + w2 * (rows[..., 0:W] + rows[..., 4 : W + 4])
+
+
+register_renderer(SCHEME, render_records)

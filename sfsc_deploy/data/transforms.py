@@ -9,13 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [N, 3, H, W] → float, (x/255 − mean)/std."""
-    x = images.float().div_(255.0)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - m) / s
+from exporters.graph import normalize_images
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -50,7 +44,7 @@ class TrainTransform:
             padded = padded.gather(2, rows)
             cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, 3, h, w)
             x = padded.gather(3, cols)
-        out = normalize(x, self.mean, self.std)
+        out = normalize_images(x, self.mean, self.std)
         if self.erasing > 0:
             self._erase(out, generator)
         return out

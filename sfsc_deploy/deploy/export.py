@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,15 @@ import torch
 from rich.console import Console
 
 from exporters.files import atomic_dir, file_sha256
+from exporters.metadata import ModelInfo
+from exporters.parity import Parity
 from sfsc_deploy import __version__
+from sfsc_deploy.deploy.settings import CALIBRATION_IMAGES, PARITY_IMAGES, ExportSettings
 from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.headers import MANIFEST as MANIFEST_FORMAT
 from sfsc_deploy.models import checkpoint
-from sfsc_deploy.retrieval.extractors import ModelInfo, TorchExtractor
+from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
 
 MANIFEST = "manifest.json"
 
@@ -37,17 +41,9 @@ class ExportImages:
 
 
 @dataclass
-class ExportSettings:
-    opset: int = 17
-    simplify: bool = True
-    workspace_mb: int = 1024
-    timing_cache: str | None = None
-    int8_calibration: str = "minmax"
-    progress: bool = True
-
-
-@dataclass
 class Artifact:
+    """One exported file of the manifest: what it is, its hash, and the parity it passed."""
+
     file: str
     tier: str
     width: float
@@ -55,16 +51,106 @@ class Artifact:
     precision: str
     sha256: str
     bytes: int
-    info: dict[str, Any]
-    parity: dict[str, Any]
-    tier_settings: dict[str, Any] = field(default_factory=dict)
+    info: ModelInfo
+    parity: Parity
+    parity_images_from: str
+    tier_settings: Tier
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {
+            "file": self.file,
+            "tier": self.tier,
+            "width": self.width,
+            "format": self.format,
+            "precision": self.precision,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "info": self.info.to_dict(),
+            "parity": {**self.parity.to_dict(), "images_from": self.parity_images_from},
+            "tier_settings": self.tier_settings.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        info = dict(data["info"])
+        for key in ("input_size", "mean", "std"):
+            info[key] = tuple(info[key])
+        parity = dict(data["parity"])
+        source = parity.pop("images_from", "")
+        return cls(
+            file=str(data["file"]),
+            tier=str(data["tier"]),
+            width=float(data["width"]),
+            format=str(data["format"]),
+            precision=str(data["precision"]),
+            sha256=str(data["sha256"]),
+            bytes=int(data["bytes"]),
+            info=ModelInfo(**info),
+            parity=Parity.from_dict(parity),
+            parity_images_from=source,
+            tier_settings=Tier(**data["tier_settings"]),
+        )
 
 
-def default_images(splits, size: tuple[int, int], calibration: int = 256, parity: int = 64) -> ExportImages:
+@dataclass
+class Manifest:
+    """``manifest.json`` of an export folder: the source checkpoint and every artifact."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    family_id: str
+    arch: str
+    feature_dim: int
+    artifacts: list[Artifact]
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **MANIFEST_FORMAT.header(),
+            "created": self.created,
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "family_id": self.family_id,
+            "arch": self.arch,
+            "feature_dim": self.feature_dim,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+        }
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Manifest:
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise SfscError(f"{folder} holds no {MANIFEST}; pass the --out of `sfsc-deploy export`")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        MANIFEST_FORMAT.check(data, path)
+        try:
+            return cls(
+                checkpoint=str(data["checkpoint"]),
+                checkpoint_sha256=str(data["checkpoint_sha256"]),
+                family_id=str(data["family_id"]),
+                arch=str(data["arch"]),
+                feature_dim=int(data["feature_dim"]),
+                artifacts=[Artifact.from_dict(a) for a in data["artifacts"]],
+                created=str(data.get("created", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SfscError(f"{path} is damaged ({exc}); {MANIFEST_FORMAT.fix}") from None
+
+    def files(self, folder: str | os.PathLike) -> list[Path]:
+        return [Path(folder) / a.file for a in self.artifacts]
+
+
+def default_images(
+    splits, size: tuple[int, int], calibration: int = CALIBRATION_IMAGES, parity: int = PARITY_IMAGES
+) -> ExportImages:
+    """Training images for int8 calibration and, disjoint from them, for every parity check."""
     from sfsc_deploy.data.sample import sample_images
+
+    if calibration < 1 or parity < 1:
+        raise SfscError("--calibration-images and --parity-images must be >= 1")
 
     return ExportImages(
         calibration=sample_images(splits, size, calibration, seed=0),
@@ -139,9 +225,7 @@ def _export_one(
 
             model = quantize_int8(fp32, inputs(images.calibration), method=settings.int8_calibration)
         path = save_onnx(model, folder / f"{stem}.onnx")
-        from sfsc_deploy.retrieval.extractors import OnnxExtractor
-
-        produced = OnnxExtractor(path).features(images.parity)
+        produced = open_extractor(path).features(images.parity)
     else:
         from exporters.tensorrt_engine import EngineOptions, build_engine
 
@@ -153,10 +237,8 @@ def _export_one(
             EngineOptions(tier.precision, tier.batch, settings.workspace_mb, settings.timing_cache),
             calibration=inputs(images.calibration),
         )
-        from sfsc_deploy.retrieval.extractors import OnnxExtractor, TensorRTExtractor
-
-        expected = OnnxExtractor(onnx_path).features(images.parity)  # the engine is checked against ORT
-        produced = TensorRTExtractor(path).features(images.parity)
+        expected = open_extractor(onnx_path).features(images.parity)  # the engine is checked against ORT
+        produced = open_extractor(path).features(images.parity)
     parity = compare(expected, produced, tier.precision)
     console.print(
         f"[bold]{tier.name}[/] width {tier.width:g} {tier.format} {tier.precision}: {parity.summary()}"
@@ -174,9 +256,10 @@ def _export_one(
         precision=tier.precision,
         sha256=file_sha256(path),
         bytes=path.stat().st_size,
-        info={**info.to_dict(), "source": path.name},
-        parity={**parity.to_dict(), "images_from": images.source},
-        tier_settings=tier.to_dict(),
+        info=replace(info, source=path.name),
+        parity=parity,
+        parity_images_from=images.source,
+        tier_settings=tier,
     )
 
 
@@ -189,7 +272,7 @@ def export_tiers(
     settings: ExportSettings | None = None,
     force: bool = False,
     console: Console | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """Export every tier into ``out_dir`` (all or nothing) and return the manifest written there."""
     settings = settings or ExportSettings()
     console = console or Console(stderr=True, quiet=not settings.progress)
@@ -198,19 +281,13 @@ def export_tiers(
     net = checkpoint.load(checkpoint_path)
     source_sha = file_sha256(checkpoint_path)
     with atomic_dir(out_dir, force=force) as tmp:
-        artifacts = [_export_one(net, t, tmp, images, settings, source_sha, console) for t in tiers]
-        manifest = {
-            "format": "sfsc-deploy/export-manifest",
-            "format_version": 1,
-            "tool_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "checkpoint": str(checkpoint_path),
-            "checkpoint_sha256": source_sha,
-            "family_id": checkpoint.family_id(net),
-            "arch": net.config.arch,
-            "feature_dim": net.config.feature_dim,
-            "artifacts": [a.to_dict() for a in artifacts],
-        }
-        text = json.dumps(manifest, indent=2) + "\n"
-        (tmp / MANIFEST).write_text(text)
-    return json.loads(text)
+        manifest = Manifest(
+            checkpoint=str(checkpoint_path),
+            checkpoint_sha256=source_sha,
+            family_id=checkpoint.family_id(net),
+            arch=net.config.arch,
+            feature_dim=net.config.feature_dim,
+            artifacts=[_export_one(net, t, tmp, images, settings, source_sha, console) for t in tiers],
+        )
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    return manifest

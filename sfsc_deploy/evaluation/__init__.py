@@ -1,17 +1,17 @@
-"""Evaluation: retrieval metrics, the cross-width compatibility matrix, its reports, feature extraction."""
+"""Evaluation: retrieval metrics, the cross-width compatibility matrix, its reports, seeds."""
 
-from sfsc_deploy.evaluation.features import extract_features
-from sfsc_deploy.evaluation.matrix import CompatibilityMatrix, compatibility_matrix
-from sfsc_deploy.evaluation.metrics import RetrievalMetrics, evaluate
-from sfsc_deploy.evaluation.report import matrix_markdown, width_label, write_matrix_report
+from sfsc_deploy.io.lazy import lazy_exports
 
-__all__ = [
-    "CompatibilityMatrix",
-    "RetrievalMetrics",
-    "compatibility_matrix",
-    "evaluate",
-    "extract_features",
-    "matrix_markdown",
-    "width_label",
-    "write_matrix_report",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "extract_features": "sfsc_deploy.evaluation.features",
+        "CompatibilityMatrix": "sfsc_deploy.evaluation.matrix",
+        "compatibility_matrix": "sfsc_deploy.evaluation.matrix",
+        "RetrievalMetrics": "sfsc_deploy.evaluation.metrics",
+        "evaluate": "sfsc_deploy.evaluation.metrics",
+        "matrix_markdown": "sfsc_deploy.evaluation.report",
+        "width_label": "sfsc_deploy.evaluation.report",
+        "write_matrix_report": "sfsc_deploy.evaluation.report",
+    },
+)

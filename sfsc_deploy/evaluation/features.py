@@ -1,14 +1,40 @@
-"""Batched feature extraction from uint8 images, normalised per batch so only one batch is ever float."""
+"""Batched feature extraction from uint8 images: the one loop every extractor runs through.
+
+Images stay uint8 until their batch is normalised, so only one batch is ever float; a rich progress
+bar shows long extractions.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from exporters.graph import normalize_images
 from sfsc_deploy.errors import SfscError
+
+
+def batch_slices(total: int, batch_size: int, *, progress: bool, description: str) -> Iterator[slice]:
+    """Consecutive slices of ``batch_size`` over ``total`` items, advancing a progress bar."""
+    if batch_size < 1:
+        raise SfscError(f"batch_size must be >= 1, got {batch_size}; pass a positive batch size")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        for start in range(0, total, batch_size):
+            stop = min(total, start + batch_size)
+            yield slice(start, stop)
+            bar.advance(task, stop - start)
+
+
+def check_images(images: torch.Tensor) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise SfscError(
+            f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}; "
+            "pass raw decoded images, not normalised ones"
+        )
 
 
 def _device(model: Callable) -> torch.device:
@@ -42,37 +68,26 @@ def extract_features(
     call this mid-run). ``flip`` averages each image's features with its mirror's, a common re-id
     test-time augmentation.
     """
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise SfscError(
-            f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}; "
-            "pass raw decoded images, not normalised ones"
-        )
+    check_images(images)
     if len(images) == 0:
         raise SfscError("no images to extract features from; check the image folder or split")
     if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
         raise SfscError(
             f"mean {tuple(mean)} and std {tuple(std)} need 3 values each, std > 0; fix the config"
         )
-    if batch_size < 1:
-        raise SfscError(f"batch_size must be >= 1, got {batch_size}; pass a positive batch size")
     device = _device(model)
-    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     was_training = isinstance(model, nn.Module) and model.training
     if isinstance(model, nn.Module):
         model.eval()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     out = []
     try:
-        with torch.inference_mode(), Progress(*columns, disable=not progress, transient=True) as bar:
-            task = bar.add_task(description, total=len(images))
-            for start in range(0, len(images), batch_size):
-                x = images[start : start + batch_size].to(device).float().div_(255.0).sub_(m).div_(s)
+        with torch.inference_mode():
+            for part in batch_slices(len(images), batch_size, progress=progress, description=description):
+                x = normalize_images(images[part].to(device), mean, std)
                 f = _embed(model, x)
                 if flip:
                     f = (f + _embed(model, x.flip(3))) / 2
                 out.append(f.float().cpu())
-                bar.advance(task, len(x))
     finally:
         if was_training:
             model.train()

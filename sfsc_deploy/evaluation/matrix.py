@@ -10,9 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.evaluation.metrics import ArrayLike, RetrievalMetrics, evaluate
+from sfsc_deploy.evaluation.scores import RetrievalMetrics
+
+if TYPE_CHECKING:
+    from sfsc_deploy.evaluation.metrics import ArrayLike
 
 
 def pair_key(q: float, g: float) -> str:
@@ -102,6 +106,8 @@ def compatibility_matrix(
     chunk: int = 512,
 ) -> CompatibilityMatrix:
     """Evaluate every (query width, gallery width) pair; both dicts must hold the same widths."""
+    from sfsc_deploy.evaluation.metrics import evaluate
+
     widths = sorted(float(w) for w in query_features)
     if widths != sorted(float(w) for w in gallery_features):
         raise SfscError(

@@ -13,42 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.evaluation.scores import RetrievalMetrics
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
-
-
-@dataclass
-class RetrievalMetrics:
-    """Percentages (0-100), as reported in the re-id literature."""
-
-    mAP: float
-    cmc: dict[int, float] = field(default_factory=dict)  # rank -> accuracy
-    mINP: float = 0.0
-    num_queries: int = 0  # queries with at least one true match (the others are skipped)
-
-    @property
-    def rank1(self) -> float:
-        return self.cmc[1]
-
-    def to_dict(self) -> dict:
-        return {
-            "mAP": self.mAP,
-            "cmc": {str(r): v for r, v in sorted(self.cmc.items())},
-            "mINP": self.mINP,
-            "num_queries": self.num_queries,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RetrievalMetrics:
-        cmc = {int(r): float(v) for r, v in data["cmc"].items()}
-        return cls(float(data["mAP"]), cmc, float(data["mINP"]), int(data["num_queries"]))
 
 
 def _tensor(x: ArrayLike) -> torch.Tensor:

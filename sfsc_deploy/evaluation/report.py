@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from exporters.files import atomic_path, write_text
+from exporters.files import write_text
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
 
@@ -61,11 +58,12 @@ def matrix_markdown(matrix: CompatibilityMatrix, *, rules: bool = True, metric: 
 
 
 def _heatmap(matrix: CompatibilityMatrix, path: Path, title: str) -> None:
-    """mAP heatmap drawn on a bare Figure (no pyplot), so no global backend or state is touched."""
+    """mAP heatmap per (query, gallery) width."""
+    from sfsc_deploy.io.figures import new_figure, save_png
+
     n = len(matrix.widths)
     values = [[matrix.value(q, g, "mAP") for g in matrix.widths] for q in matrix.widths]
-    fig = Figure(figsize=(1.3 * n + 2.2, 1.1 * n + 1.6), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = new_figure(1.3 * n + 2.2, 1.1 * n + 1.6)
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
     for i in range(n):
@@ -80,7 +78,7 @@ def _heatmap(matrix: CompatibilityMatrix, path: Path, title: str) -> None:
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="mAP (%)")
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    save_png(fig, path)
 
 
 def write_matrix_report(
@@ -98,8 +96,7 @@ def write_matrix_report(
     }
     write_text(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
     write_text(paths["md"], f"# {title}\n\n{matrix_markdown(matrix)}")
-    with atomic_path(paths["png"]) as tmp:
-        _heatmap(matrix, tmp, title)
+    _heatmap(matrix, paths["png"], title)
     return paths
 
 

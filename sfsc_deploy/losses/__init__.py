@@ -1,6 +1,16 @@
 """Losses: the full model's original loss (L_ori) and the compatible losses of the sub-models."""
 
-from sfsc_deploy.losses.compat import asym_s, bct_s, evidential, lce_s
-from sfsc_deploy.losses.ori import batch_hard_triplet, circle_softmax, original_loss
+from sfsc_deploy.io.lazy import lazy_exports
 
-__all__ = ["asym_s", "batch_hard_triplet", "bct_s", "circle_softmax", "evidential", "lce_s", "original_loss"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "asym_s": "sfsc_deploy.losses.compat",
+        "bct_s": "sfsc_deploy.losses.compat",
+        "evidential": "sfsc_deploy.losses.compat",
+        "lce_s": "sfsc_deploy.losses.compat",
+        "batch_hard_triplet": "sfsc_deploy.losses.ori",
+        "circle_softmax": "sfsc_deploy.losses.ori",
+        "original_loss": "sfsc_deploy.losses.ori",
+    },
+)

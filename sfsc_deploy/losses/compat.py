@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-COMPAT_LOSSES = ("sfsc", "bct-s", "asym-s", "lce-s")
-KL_VARIANTS = ("paper", "sensoy")
+from sfsc_deploy.losses.names import KL_VARIANTS
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-ORI_LOSSES = ("softmax", "softmax+triplet", "circle")
+from sfsc_deploy.losses.names import ORI_LOSSES
+
 CIRCLE_SCALE = 64.0
 
 

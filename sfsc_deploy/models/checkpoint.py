@@ -19,14 +19,12 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from exporters.files import write_bytes
-from sfsc_deploy import __version__
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.hashing import tensor_digest
+from sfsc_deploy.io.headers import CHECKPOINT
 from sfsc_deploy.models import NetConfig, SwitchableNet, build_from_config
 from sfsc_deploy.switchable.layers import SwitchableConv2d, SwitchableLinear
 
-FORMAT = "sfsc-deploy/checkpoint"
-FORMAT_VERSION = 1
 METADATA_KEY = "sfsc_deploy"
 # a training-only tensor added after format 1 was fixed; older checkpoints lack it
 TRAINING_ONLY_DEFAULT = "classifier.evidence_offset"
@@ -51,9 +49,7 @@ def save(net: SwitchableNet, path: str | os.PathLike, *, force: bool = True, **m
     """Write ``net`` atomically; extra keyword ``metadata`` (JSON-able) is kept under ``extra``."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "tool_version": __version__,
+        **CHECKPOINT.header(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": net.config.to_dict(),
         "family_id": family_id(net),
@@ -102,15 +98,9 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         header = json.loads(meta[METADATA_KEY])
-        assert header["format"] == FORMAT
-    except Exception:
+    except json.JSONDecodeError:
         raise SfscError(f"{path} has damaged sfsc-deploy metadata; re-create the checkpoint") from None
-    if header.get("format_version", 0) > FORMAT_VERSION:
-        raise SfscError(
-            f"{path} was written by a newer sfsc-deploy (format "
-            f"{header['format_version']}); upgrade sfsc-deploy to read it"
-        )
-    return header
+    return dict(CHECKPOINT.check(header, path))
 
 
 def read_config(path: str | os.PathLike, header: dict[str, Any] | None = None) -> NetConfig:
@@ -152,3 +142,13 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Switcha
         ) from None
     net.eval()
     return net.to(device)
+
+
+def create(
+    config: NetConfig, path: str | os.PathLike, *, seed: int = 0, force: bool = False
+) -> SwitchableNet:
+    """Write a freshly initialised network (seeded), to try the pipeline before training."""
+    torch.manual_seed(seed)
+    net = build_from_config(config)
+    save(net, path, force=force, initialised_only=True, seed=seed)
+    return net

@@ -8,6 +8,9 @@ from typing import Any
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.switchable.channels import DEFAULT_DIVISOR, normalize_width, parse_widths
 
+# the architectures models.architectures.ARCHS builds, named without importing torch
+ARCH_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2")
+DEFAULT_WIDTHS = (0.25, 0.5, 0.75)  # the narrow widths; 1.0 is always added
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

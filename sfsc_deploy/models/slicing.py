@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from exporters.files import atomic_dir
-from sfsc_deploy import __version__
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.headers import SLICED
 from sfsc_deploy.models import FeatureNet, NetConfig, SwitchableNet, build_plain
 from sfsc_deploy.switchable.layers import Switchable
 
-FORMAT = "sfsc-deploy/sliced"
 WEIGHTS, DESCRIPTION = "model.safetensors", "model.json"
 
 
@@ -59,9 +59,7 @@ def save_sliced(
 ) -> Path:
     """Write the sliced model as a directory, atomically; ``info`` (JSON-able) goes in model.json."""
     description = {
-        "format": FORMAT,
-        "format_version": 1,
-        "tool_version": __version__,
+        **SLICED.header(),
         "net": config.to_dict(),
         "width": width,
         **info,
@@ -85,7 +83,10 @@ def load_sliced(path: str | os.PathLike) -> tuple[FeatureNet, dict[str, Any]]:
         )
     try:
         desc = json.loads(desc_path.read_text())
-        assert desc["format"] == FORMAT
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        desc = None
+    SLICED.check(desc, desc_path)
+    try:
         config = NetConfig.from_dict(desc["net"])
         width = float(desc["width"])
     except Exception:
@@ -101,3 +102,58 @@ def load_sliced(path: str | os.PathLike) -> tuple[FeatureNet, dict[str, Any]]:
             f"({str(exc).splitlines()[0][:120]}); re-run `sfsc-deploy slice`"
         ) from None
     return model.eval(), desc
+
+
+@dataclass
+class SliceResult:
+    out_dir: Path
+    width: float
+    params: int
+    macs: int
+    max_abs_error: float  # sliced against the switchable network at this width, on random inputs
+    calibration_images: int | None  # images whose statistics re-estimated the width's BatchNorm
+    unreadable: int = 0  # calibration images that could not be read
+
+
+def slice_checkpoint(
+    checkpoint_path: str | os.PathLike,
+    width: float,
+    out_dir: str | os.PathLike,
+    *,
+    calibrate: str | os.PathLike | None = None,
+    calibration_images: int = 2048,
+    force: bool = False,
+) -> SliceResult:
+    """Write the standalone sliced model of one width (re-estimating an untrained width's BatchNorm
+    from the image folder ``calibrate`` first), checked against the switchable network."""
+    from exporters.files import file_sha256
+    from sfsc_deploy.data.images import load_folder
+    from sfsc_deploy.models import checkpoint
+    from sfsc_deploy.models.calibration import calibrate_bn
+    from sfsc_deploy.perf.complexity import count_macs, count_params
+
+    net = checkpoint.load(checkpoint_path)
+    opts = net.config.options
+    calibrated, bad = None, 0
+    if calibrate is not None:
+        images, bad = load_folder(calibrate, opts.input_size, opts.mean, opts.std, limit=calibration_images)
+        calibrated = calibrate_bn(net, width, images)
+    w = net.check_width(width)
+    twin = slice_model(net, w)
+    x = torch.randn(4, 3, *opts.input_size, generator=torch.Generator().manual_seed(0))
+    error = slice_error(net, twin, w, x)
+    params, macs = count_params(twin), count_macs(twin, opts.input_size)
+    save_sliced(
+        twin,
+        net.config,
+        w,
+        out_dir,
+        force=force,
+        family_id=checkpoint.family_id(net),
+        source_checkpoint_sha256=file_sha256(checkpoint_path),
+        params=params,
+        macs=macs,
+        max_abs_error_vs_switchable=error,
+        calibration_images=calibrated,
+    )
+    return SliceResult(Path(out_dir), w, params, macs, error, calibrated, bad)

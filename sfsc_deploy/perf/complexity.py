@@ -59,3 +59,42 @@ def width_report(net: SwitchableNet) -> list[WidthStats]:
         WidthStats(w, ch, p, m, p / full_params, m / full_macs, w in net.calibrated_widths)
         for w, ch, p, m in rows
     ]
+
+
+@dataclass
+class NetworkDescription:
+    """What `sfsc-deploy info` shows: the checkpoint's network and what each width costs."""
+
+    checkpoint: str
+    arch: str
+    widths: list[float]
+    calibrated_widths: list[float]
+    family_id: str
+    feature_dim: int
+    num_classes: int
+    input_size: list[int]
+    options: dict
+    per_width: list[WidthStats]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "per_width": [r.to_dict() for r in self.per_width]}
+
+
+def describe(checkpoint_path) -> NetworkDescription:
+    from sfsc_deploy.models import checkpoint
+
+    header = checkpoint.read_header(checkpoint_path)
+    net = checkpoint.load(checkpoint_path)
+    cfg = net.config
+    return NetworkDescription(
+        checkpoint=str(checkpoint_path),
+        arch=cfg.arch,
+        widths=net.widths,
+        calibrated_widths=net.calibrated_widths,
+        family_id=header["family_id"],
+        feature_dim=cfg.feature_dim,
+        num_classes=cfg.num_classes,
+        input_size=list(cfg.options.input_size),
+        options=cfg.to_dict()["options"],
+        per_width=width_report(net),
+    )

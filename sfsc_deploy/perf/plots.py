@@ -5,28 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from exporters.files import atomic_path
-from sfsc_deploy.perf.bench import BenchResult
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    return Path(path)
+from sfsc_deploy.io.figures import new_figure, save_png
+from sfsc_deploy.perf.results import BenchResult
 
 
 def latency_vs_width(results: list[BenchResult], path: str | os.PathLike) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = new_figure(6, 3.8)
+    ax = fig.subplots()
     groups: dict[tuple, list[BenchResult]] = {}
     for r in results:
         groups.setdefault((r.runtime, r.batch, r.threads), []).append(r)
@@ -45,21 +30,19 @@ def latency_vs_width(results: list[BenchResult], path: str | os.PathLike) -> Pat
     ax.legend(fontsize=7)
     ax.set_title("Latency vs width")
     fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)
 
 
 def accuracy_vs_latency(
     results: list[BenchResult], matrix, path: str | os.PathLike, *, batch: int | None = None
 ) -> Path:
     """M(φ_w, φ_1.0) against latency per width; the upper-left frontier is what to deploy."""
-    plt = _pyplot()
     batch = batch if batch is not None else min(r.batch for r in results)
     rows = sorted(
         (r for r in results if r.batch == batch and r.width in matrix.widths), key=lambda r: r.width
     )
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = new_figure(6, 3.8)
+    ax = fig.subplots()
     for runtime in sorted({r.runtime for r in rows}):
         pts = [(r.latency_ms.mean, matrix.value(r.width, 1.0), r.width) for r in rows if r.runtime == runtime]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=runtime)
@@ -71,6 +54,4 @@ def accuracy_vs_latency(
     ax.legend(fontsize=8)
     ax.set_title("Query-model accuracy vs latency (gallery: full model)")
     fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)

@@ -1,88 +1,31 @@
-"""One interface for features from any runtime: a PyTorch checkpoint, an ONNX model, a TensorRT engine.
+"""One interface for features from any runtime: a PyTorch checkpoint or an exported artifact.
 
 Every extractor takes uint8 [N, 3, H, W] images at the model's input size and knows what it is
-(family, width, feature dim, input contract), so galleries and verification can refuse mismatches.
+(family, width, feature dim, input contract: ``exporters.metadata.ModelInfo``), so galleries and
+verification can refuse mismatches. Artifacts run through ``exporters.runtime`` (onnxruntime,
+TensorRT); the PyTorch sliced model of a width is the reference they are checked against.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from exporters.graph import DeployGraph, graph_inputs
+from exporters.metadata import ModelInfo
+from exporters.runtime import Runner, open_runner
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.evaluation.features import batch_slices
 
-TOOL = "sfsc-deploy"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    runtime: str  # pytorch | onnx | tensorrt
-    family_id: str
-    width: float
-    feature_dim: int
-    input_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    normalized: bool
-    bake_preprocess: bool
-    precision: str
-    source: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def metadata(self) -> dict[str, str]:
-        """The flat string form stored in ONNX ``metadata_props`` and engine sidecars."""
-        return {
-            "producer": TOOL,
-            "family_id": self.family_id,
-            "width": f"{self.width:g}",
-            "feature_dim": str(self.feature_dim),
-            "input_size": "x".join(map(str, self.input_size)),
-            "mean": ",".join(repr(float(v)) for v in self.mean),
-            "std": ",".join(repr(float(v)) for v in self.std),
-            "normalized": str(self.normalized).lower(),
-            "bake_preprocess": str(self.bake_preprocess).lower(),
-            "input_format": (
-                "uint8 [N, H, W, 3] RGB 0-255 (normalisation is in the graph)"
-                if self.bake_preprocess
-                else "float32 [N, 3, H, W] RGB, (x / 255 - mean) / std"
-            ),
-            "precision": self.precision,
-        }
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, str], runtime: str, source: str) -> ModelInfo:
-        if meta.get("producer") != TOOL:
-            raise SfscError(f"{source} was not exported by sfsc-deploy (no metadata); export it again")
-        try:
-            return cls(
-                runtime=runtime,
-                family_id=meta["family_id"],
-                width=float(meta["width"]),
-                feature_dim=int(meta["feature_dim"]),
-                input_size=tuple(int(v) for v in meta["input_size"].split("x")),  # type: ignore[arg-type]
-                mean=tuple(float(v) for v in meta["mean"].split(",")),  # type: ignore[arg-type]
-                std=tuple(float(v) for v in meta["std"].split(",")),  # type: ignore[arg-type]
-                normalized=meta["normalized"] == "true",
-                bake_preprocess=meta["bake_preprocess"] == "true",
-                precision=meta.get("precision", "fp32"),
-                source=source,
-            )
-        except (KeyError, ValueError) as exc:
-            raise SfscError(
-                f"{source} has incomplete sfsc-deploy metadata ({exc}); export it again"
-            ) from None
+__all__ = ["ArtifactExtractor", "FeatureExtractor", "ModelInfo", "TorchExtractor", "open_extractor"]
 
 
 class FeatureExtractor:
     info: ModelInfo
-    max_batch: int = 256
+    max_batch: int | None = None
 
     def run(self, images: torch.Tensor) -> np.ndarray:
         """float32 [n, D] features of one uint8 [n, 3, H, W] batch."""
@@ -97,14 +40,12 @@ class FeatureExtractor:
                 f"images are {images.dtype} {tuple(images.shape)}, the model takes uint8 "
                 f"[N, 3, {size[0]}, {size[1]}]; load them at the model's input size"
             )
-        step = max(1, min(batch_size, self.max_batch))
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        out = []
-        with Progress(*columns, disable=not progress, transient=True) as bar:
-            task = bar.add_task(description or f"{self.info.runtime} {self.info.width:g}", total=len(images))
-            for start in range(0, len(images), step):
-                out.append(np.asarray(self.run(images[start : start + step]), dtype=np.float32))
-                bar.advance(task, min(step, len(images) - start))
+        step = min(batch_size, self.max_batch or batch_size)
+        label = description or f"{self.info.runtime} {self.info.width:g}"
+        out = [
+            np.asarray(self.run(images[part]), dtype=np.float32)
+            for part in batch_slices(len(images), step, progress=progress, description=label)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.info.feature_dim), np.float32)
 
 
@@ -112,7 +53,6 @@ class TorchExtractor(FeatureExtractor):
     """The sliced PyTorch model of one width: the reference every artifact is checked against."""
 
     def __init__(self, net, width: float, *, normalize: bool = False, source: str = "") -> None:
-        from exporters.graph import DeployGraph
         from sfsc_deploy.models.checkpoint import family_id
         from sfsc_deploy.models.slicing import slice_model
 
@@ -141,42 +81,21 @@ class TorchExtractor(FeatureExtractor):
 
     @torch.inference_mode()
     def run(self, images: torch.Tensor) -> np.ndarray:
-        from exporters.graph import graph_inputs
-
         x = graph_inputs(images, self.info.mean, self.info.std, bake_preprocess=False)
         return self.graph(x).float().numpy()
 
 
-class OnnxExtractor(FeatureExtractor):
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
-        from exporters.ort_runtime import OrtModel
+class ArtifactExtractor(FeatureExtractor):
+    """An exported artifact behind its runtime's runner (onnxruntime or TensorRT)."""
 
-        self.model = OrtModel(path, threads=threads)
-        self.info = ModelInfo.from_metadata(self.model.metadata, "onnx", str(path))
-
-    def run(self, images: torch.Tensor) -> np.ndarray:
-        from exporters.graph import graph_inputs
-
-        x = graph_inputs(images, self.info.mean, self.info.std, bake_preprocess=self.info.bake_preprocess)
-        return self.model(x.numpy())
-
-
-class TensorRTExtractor(FeatureExtractor):
-    def __init__(self, path: str | os.PathLike) -> None:
-        from exporters.tensorrt_engine import TrtModel
-
-        self.model = TrtModel(path)
-        self.info = ModelInfo.from_metadata(self.model.metadata, "tensorrt", str(path))
-        self.max_batch = int(self.model.metadata["batch_profile"][2])
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.info = ModelInfo.from_metadata(runner.metadata, runner.runtime, str(runner.path))
+        self.max_batch = runner.max_batch
 
     def run(self, images: torch.Tensor) -> np.ndarray:
-        from exporters.graph import graph_inputs
-
         x = graph_inputs(images, self.info.mean, self.info.std, bake_preprocess=self.info.bake_preprocess)
-        return self.model(x.numpy())
-
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+        return self.runner(x.numpy())
 
 
 def open_extractor(
@@ -185,6 +104,7 @@ def open_extractor(
     checkpoint: str | os.PathLike | None = None,
     width: float | None = None,
     threads: int | None = None,
+    provider: str = "CPUExecutionProvider",
 ) -> FeatureExtractor:
     """An artifact (``.onnx``, ``.engine``) or a checkpoint at ``width`` (default 1.0)."""
     if (model is None) == (checkpoint is None):
@@ -192,16 +112,9 @@ def open_extractor(
     if checkpoint is not None:
         return TorchExtractor.from_checkpoint(checkpoint, 1.0 if width is None else width)
     path = Path(model)  # type: ignore[arg-type]
-    if not path.is_file():
-        raise SfscError(f"model {path} not found; pass an .onnx or .engine file written by export")
-    if path.suffix == ".onnx":
-        extractor: FeatureExtractor = OnnxExtractor(path, threads=threads)
-    elif path.suffix in ENGINE_SUFFIXES:
-        extractor = TensorRTExtractor(path)
-    elif path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
         raise SfscError(f"{path} is a checkpoint; pass it with --checkpoint (and --width)")
-    else:
-        raise SfscError(f"{path}: unknown model type {path.suffix!r}; pass an .onnx or .engine file")
+    extractor = ArtifactExtractor(open_runner(path, threads=threads, provider=provider))
     if width is not None and abs(extractor.info.width - width) > 1e-6:
         raise SfscError(f"{path} is the width-{extractor.info.width:g} model, not {width:g}; drop --width")
     return extractor

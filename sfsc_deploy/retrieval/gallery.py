@@ -13,8 +13,7 @@ import numpy as np
 
 from exporters.files import atomic_path
 from sfsc_deploy.errors import SfscError
-
-FORMAT = "sfsc-deploy/gallery"
+from sfsc_deploy.io.headers import GALLERY
 
 
 @dataclass
@@ -33,7 +32,7 @@ def save_gallery(gallery: Gallery, path: str | os.PathLike, *, force: bool = Tru
     n = len(gallery.features)
     if not (len(gallery.pids) == len(gallery.camids) == len(gallery.paths) == n):
         raise SfscError("gallery features, ids, cameras and paths must have one row per image")
-    meta = {"format": FORMAT, "format_version": 1, **gallery.meta}
+    meta = {**GALLERY.header(), **gallery.meta}
     with atomic_path(path, force=force) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(
@@ -53,9 +52,7 @@ def load_gallery(path: str | os.PathLike) -> Gallery:
         raise SfscError(f"gallery file {path} not found; create it with `sfsc-deploy extract`")
     try:
         with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT:
-                raise ValueError("not an sfsc-deploy gallery")
+            meta = dict(GALLERY.check(json.loads(str(data["meta"])), path))
             gallery = Gallery(
                 features=data["features"],
                 pids=data["pids"],
@@ -71,3 +68,31 @@ def load_gallery(path: str | os.PathLike) -> Gallery:
     if gallery.features.ndim != 2 or len(gallery.pids) != len(gallery.features):
         raise SfscError(f"{path} is inconsistent (features {gallery.features.shape}); re-run extract")
     return gallery
+
+
+SPLITS = ("gallery", "query", "train")
+DTYPES = ("float32", "float16")
+
+
+def extract_gallery(
+    extractor,  # retrieval.extractors.FeatureExtractor
+    splits,  # data.ReidSplits
+    split: str = "gallery",
+    *,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> Gallery:
+    """Features of one split with its ids, cameras, paths and the model's identity."""
+    from sfsc_deploy.data.bank import build_bank
+
+    if split not in SPLITS:
+        raise SfscError(f"--split {split!r} must be one of {', '.join(SPLITS)}")
+    if dtype not in DTYPES:
+        raise SfscError(f"--dtype {dtype!r} must be one of {', '.join(DTYPES)}")
+    bank = build_bank(getattr(splits, split), extractor.info.input_size, split=split, progress=progress)
+    features = extractor.features(bank.images, batch_size=batch_size, progress=progress, description=split)
+    meta = {**extractor.info.to_dict(), "dataset": splits.name, "split": split, "dtype": dtype}
+    return Gallery(
+        features.astype(dtype), bank.pids.numpy(), bank.camids.numpy(), np.asarray(bank.paths), meta
+    )

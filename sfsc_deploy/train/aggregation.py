@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-AGGREGATIONS = ("sum", "project")
+from sfsc_deploy.train.config import AGGREGATIONS
 
 
 def project_coefficients(gram: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -7,14 +7,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.losses.compat import KL_VARIANTS
-from sfsc_deploy.losses.ori import ORI_LOSSES
-from sfsc_deploy.train.aggregation import AGGREGATIONS
+from sfsc_deploy.losses.names import COMPAT_LOSSES, KL_VARIANTS, ORI_LOSSES
 
-SWITCHABLE_METHODS = ("sfsc", "bct-s", "asym-s", "lce-s")
+SWITCHABLE_METHODS = COMPAT_LOSSES  # one switchable network, named by its sub-models' compatible loss
 SEPARATE_METHODS = ("unified", "bct", "asym")
 METHODS = SWITCHABLE_METHODS + SEPARATE_METHODS
 SAMPLERS = ("pk", "random")
+AGGREGATIONS = ("sum", "project")  # how the per-task gradients become one update (train.aggregation)
 
 
 def needs_identity_pairs(loss: str) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from exporters.files import atomic_path
+from sfsc_deploy.io.figures import save_png
 from sfsc_deploy.train.log import TrainLog, read_log
 
 
@@ -46,9 +46,7 @@ def _window(log: TrainLog) -> int:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def _lines(ax, log: TrainLog, metric: str, ylabel: str, logy: bool = False) -> bool:
@@ -146,3 +144,26 @@ def plot_cumulative_conflicts(logs: dict[str, TrainLog], path: str | os.PathLike
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, Path(path))
+
+
+def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[Path, LogPlots]:
+    """Plot every training log of a run: the run itself, or each network (w*/) of a baseline run.
+
+    The PNGs go to ``<log folder>/plots``, or to ``out_dir`` (one sub-folder per network).
+    """
+    from sfsc_deploy.errors import SfscError
+    from sfsc_deploy.train.trainer import LOG
+
+    run = Path(run_dir)
+    single = (run / LOG).exists()
+    folders = [run] if single else sorted(p for p in run.glob("w*/") if (p / LOG).exists())
+    if not folders:
+        raise SfscError(f"no training log in {run}; pass the --out of `sfsc-deploy train`")
+    plots = {}
+    for folder in folders:
+        if out_dir is None:
+            target = folder / "plots"
+        else:
+            target = Path(out_dir) if single else Path(out_dir) / folder.name
+        plots[folder] = plot_log(folder, target, title=folder.name)
+    return plots

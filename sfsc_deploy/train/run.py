@@ -15,7 +15,7 @@ import torch
 from sfsc_deploy.data.bank import ImageBank, build_bank
 from sfsc_deploy.data.records import ReidSplits, split_validation
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.models import ArchOptions, SwitchableNet, build, checkpoint
+from sfsc_deploy.models import ArchOptions, NetConfig, SwitchableNet, build, checkpoint
 from sfsc_deploy.models.networks import CHECKPOINT, NETWORKS, write_networks
 from sfsc_deploy.switchable.channels import parse_widths
 from sfsc_deploy.train.config import TrainConfig
@@ -61,7 +61,7 @@ def train(
     cfg: TrainConfig,
     out_dir: str | Path,
     *,
-    feature_dim: int = 512,
+    feature_dim: int = NetConfig.feature_dim,
     options: ArchOptions | None = None,
     resume: bool = False,
     force: bool = False,

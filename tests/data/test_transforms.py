@@ -1,6 +1,7 @@
 import torch
 
-from sfsc_deploy.data.transforms import TrainTransform, normalize, resize
+from exporters.graph import normalize_images as normalize
+from sfsc_deploy.data.transforms import TrainTransform, resize
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 

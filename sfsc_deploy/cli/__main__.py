@@ -1,0 +1,3 @@
+from sfsc_deploy.cli import main
+
+main()

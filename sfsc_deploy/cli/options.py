@@ -1,0 +1,88 @@
+"""What every command shares: the app, the consoles, option types named the same everywhere, parsers."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from sfsc_deploy.errors import SfscError
+
+app = typer.Typer(
+    name="sfsc-deploy",
+    help="Train one switchable re-id network, slice it per platform tier, export and verify. "
+    "Add --debug anywhere to see tracebacks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# data options: the same names in every command that reads a dataset
+DataOpt = Annotated[str, typer.Option("--data", help="'synthetic' (built in) or a dataset folder.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="market1501 | market1501-heldout | folder (default: detected)."),
+]
+SynthSeedOpt = Annotated[int, typer.Option(help="Seed of the built-in synthetic dataset.")]
+
+# benchmark options (bench, profile)
+BatchesOpt = Annotated[str, typer.Option(help="Comma-separated batch sizes.")]
+ThreadsOpt = Annotated[str, typer.Option(help="Comma-separated thread counts.")]
+WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing.")]
+ItersOpt = Annotated[int, typer.Option(help="Timed runs per batch and thread count.")]
+SecondsOpt = Annotated[float | None, typer.Option(help="Stop timing a configuration after this long.")]
+CpusOpt = Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0 (emulate a small device).")]
+ProviderOpt = Annotated[str, typer.Option(help="onnxruntime execution provider.")]
+
+
+def dataset(data: str, fmt: str | None, synthetic_seed: int):
+    from sfsc_deploy.data import load_dataset
+    from sfsc_deploy.data.synthetic import SyntheticConfig
+
+    return load_dataset(data, fmt, synthetic=SyntheticConfig(seed=synthetic_seed))
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The library's default of a dataclass field: the one place defaults live."""
+    for f in fields(cls):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)
+
+
+def with_default(text: str, cls: type, name: str) -> str:
+    return f"{text} [default: {default_of(cls, name)}]"
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """Only the options the user set (None means unset), so the library's defaults apply."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def input_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SfscError(f"--input-size {text!r} is not HEIGHTxWIDTH; use e.g. 256x128") from None
+    return h, w
+
+
+def ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise SfscError(f"{option} {text!r} must be comma-separated integers such as 1,8,32")
+    return values
+
+
+def si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)

@@ -1,0 +1,1 @@
+"""Performance: parameters and MACs, latency benchmarks and their reports, device tables, planning."""

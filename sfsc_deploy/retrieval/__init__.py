@@ -1,0 +1,1 @@
+"""Retrieval with deployed models: feature extractors over every runtime, gallery files, verification."""
