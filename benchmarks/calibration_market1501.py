@@ -1,6 +1,6 @@
-"""Is the training pipeline sound? A plain ResNet-18 against method.md §6's calibration point.
+"""Is the training pipeline sound? A plain ResNet-18 against docs/method.md §6's calibration point.
 
-method.md §6: a plain (non-switchable) ResNet-18 at base width 32, 128×64 input, BN-neck D = 256,
+docs/method.md §6: a plain (non-switchable) ResNet-18 at base width 32, 128×64 input, BN-neck D = 256,
 Adam 3.5e-4, wd 5e-4, CE with label smoothing 0.1, batch 64, flip + pad-crop, 12 epochs reaches
 mAP 50.1 / rank-1 65.2 on ``market1501-heldout`` in ~7 minutes. This trains that model (widths
 1.0 only, so only L_ori) under the recipe choices that text leaves open (the batch sampler, the
@@ -95,12 +95,12 @@ def main() -> None:
         v = record["variants"][name]
         print(f"{name}: mAP {v['mAP']:.1f} R1 {v['rank1']:.1f} ({v['train_s'] / 60:.1f} min)", flush=True)
     lines = [
-        f"# Plain ResNet-18 vs method.md's calibration point ({splits.name})",
+        f"# Plain ResNet-18 vs docs/method.md's calibration point ({splits.name})",
         "",
         provenance_md(record["provenance"]),
         "Configuration: " + ", ".join(f"{k} {v}" for k, v in record["config"].items()),
         "",
-        f"Calibration point (method.md §6): mAP {CALIBRATION['mAP']} / rank-1 {CALIBRATION['rank1']}.",
+        f"Calibration point (docs/method.md §6): mAP {CALIBRATION['mAP']} / rank-1 {CALIBRATION['rank1']}.",
         "",
         "| variant | overrides | mAP | rank-1 | mINP | Δ mAP vs calibration | train min |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -124,7 +124,7 @@ def plot(record: dict, path: Path) -> None:
     bars = ax.bar(names, values, color="#4c72b0", label="this pipeline")
     ax.bar_label(bars, fmt="%.1f")
     ax.set_ylim(0, 1.2 * max(values + [CALIBRATION["mAP"]]))
-    ax.axhline(CALIBRATION["mAP"], color="#c44e52", linestyle="--", label="method.md calibration")
+    ax.axhline(CALIBRATION["mAP"], color="#c44e52", linestyle="--", label="docs/method.md calibration")
     ax.set_ylabel("mAP (%)")
     ax.set_title(f"Plain ResNet-18, {record['config']['epochs']} epochs, {record['dataset']}")
     ax.legend(loc="lower right")

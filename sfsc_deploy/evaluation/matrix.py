@@ -3,6 +3,7 @@
 A sub-model of width q queries a gallery embedded by width g. The rule asks, for q < g, whether
 M(φ_q, φ_g) > M(φ_q, φ_q): upgrading only the gallery model must beat the small model's own self-test,
 which is what makes features of different widths interchangeable in deployment.
+Method: docs/method.md §5.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Compatible losses of the sub-models φ_j (method.md §3).
+"""Compatible losses of the sub-models φ_j (docs/method.md §3).
 
 All of them tie a sub-model to the full model's feature space: through the shared classifier
 (sfsc, bct-s, lce-s) or through the full model's features of the batch (asym-s, lce-s).

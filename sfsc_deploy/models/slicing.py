@@ -4,6 +4,7 @@
 plain twin (``layer.sliced(width)``), so the sliced model is assembled from the layers'
 twins rather than from a second copy of the architecture. On disk a sliced model is
 ``model.safetensors`` + ``model.json``; ``load_sliced`` rebuilds it from plain layers only.
+Method: docs/method.md §2.
 """
 
 from __future__ import annotations

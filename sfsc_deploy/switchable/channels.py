@@ -15,7 +15,7 @@ DEFAULT_DIVISOR = 8
 
 
 def channels_at(width: float, full: int, divisor: int = DEFAULT_DIVISOR) -> int:
-    """``c(γ) = max(d, round(γ·C/d)·d)`` (method.md §1), never more than ``C``.
+    """``c(γ) = max(d, round(γ·C/d)·d)`` (docs/method.md §1), never more than ``C``.
 
     Rounding is half-up (not Python's banker's rounding) so that the result does not depend
     on whether ``γ·C/d`` lands on an even or odd integer. ``γ = 1`` always gives ``C`` exactly,

@@ -5,6 +5,7 @@ Every layer is described by a frozen *spec*. The spec alone decides the shape of
 hands back its twin by creating ``spec.plain(width)`` and copying the leading slices in. The
 plain rebuild of a sliced model (``models.build_plain``) uses the same ``spec.plain``, so the
 two can never disagree about shapes.
+Method: docs/method.md §1.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Every projected gradient is a linear combination ``Σ_i c_ai g_i`` of the original ones, so
 the projection loop runs on the k×k Gram matrix of the flattened gradients and the update
 needs a single k×P product: no Python loop over parameters, no k autograd graphs kept alive.
+Method: docs/method.md §4.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def needs_identity_pairs(loss: str) -> bool:
 
 @dataclass
 class TrainConfig:
-    """Defaults follow method.md §6's calibration point (Adam 3.5e-4, wd 5e-4, LS 0.1, batch 64)."""
+    """Defaults follow docs/method.md §6's calibration point (Adam 3.5e-4, wd 5e-4, LS 0.1, batch 64)."""
 
     method: str = "sfsc"
     loss: str = "softmax"
@@ -50,7 +50,7 @@ class TrainConfig:
     epochs: int = 12
     batch_ids: int = 16
     batch_k: int = 4
-    sampler: str = "pk"  # pk: P ids × K images; random: shuffled batches of P·K (method.md §6's recipe)
+    sampler: str = "pk"  # pk: P ids × K images; random: shuffled batches of P·K (docs/method.md §6's recipe)
     optimizer: str = "adam"
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
