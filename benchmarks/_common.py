@@ -37,10 +37,9 @@ RECIPES = {
 
 def git_commit() -> str:
     """The code a result was measured with: the commit, marked dirty when sources differ from it."""
-    root = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
     try:
         commit = git("rev-parse", "--short", "HEAD").strip()
@@ -50,10 +49,17 @@ def git_commit() -> str:
     return commit + (" (with uncommitted changes)" if changed else "")
 
 
+def command_line() -> str:
+    """How the benchmark was started, as a user would type it (``python -m benchmarks.NAME ...``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    start = f"python -m {spec.name}" if spec is not None and spec.name else f"python {sys.argv[0]}"
+    return " ".join([start, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
 def provenance() -> dict:
     cpu = cpu_name()
     return {
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command_line(),
         "commit": git_commit(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
@@ -117,3 +123,11 @@ def median(xs: list[float]) -> float:
     import statistics
 
     return statistics.median(xs)
+
+
+def rule_passes(val: dict[str, float]) -> str:
+    """The compatibility rule on a validation matrix (``mAP/q->g`` keys): passing pairs of all q < g."""
+    widths = sorted({float(k.split("/")[1].split("->")[0]) for k in val})
+    key = "mAP/{:g}->{:g}".format
+    pairs = [(q, g) for q in widths for g in widths if q < g]
+    return f"{sum(val[key(q, g)] > val[key(q, q)] for q, g in pairs)}/{len(pairs)}"

@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import ROOT
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.models import ArchOptions, NetConfig, checkpoint
 from sfsc_deploy.models.networks import NETWORKS, read_networks
 from sfsc_deploy.train import TrainConfig
-
-ROOT = Path(__file__).resolve().parents[1]
 
 SPEC = "run_spec.json"
 WORKER_LOG = "worker.log"

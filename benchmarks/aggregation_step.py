@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import ROOT, median, provenance, provenance_md, write_results
+from benchmarks._common import RESULTS, ROOT, median, provenance, provenance_md, write_results
 
 NUM_CLASSES, BATCH, SIZE = 500, 64, (128, 64)
 
@@ -59,7 +59,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "aggregation_step"))
+    parser.add_argument("--out", default=str(RESULTS / "aggregation_step"))
     args = parser.parse_args()
     x = torch.randn(BATCH, 3, *SIZE)
     y = torch.randint(0, NUM_CLASSES, (BATCH,))

@@ -23,6 +23,7 @@ from pathlib import Path
 from benchmarks._common import (
     MARKET,
     RECIPES,
+    RESULTS,
     ROOT,
     provenance,
     provenance_md,
@@ -53,7 +54,7 @@ def main() -> None:
     parser.add_argument("--variants", default="pk-cosine,random-cosine,random-constant")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--work", default=str(ROOT / ".bench" / "calibration_market1501"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration_market1501"))
+    parser.add_argument("--out", default=str(RESULTS / "calibration_market1501"))
     args = parser.parse_args()
     fmt = None if args.data == "synthetic" else args.format
     splits = load_dataset(args.data, fmt)

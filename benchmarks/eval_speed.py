@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import ROOT, provenance, provenance_md, write_results
+from benchmarks._common import RESULTS, provenance, provenance_md, write_results
 from sfsc_deploy.evaluation.metrics import evaluate
 
 
@@ -44,7 +44,7 @@ def per_query_numpy(qf, gf, q_pids, g_pids, q_cams, g_cams, max_rank=10):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "eval_speed"))
+    parser.add_argument("--out", default=str(RESULTS / "eval_speed"))
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     nq, ng, d, ids = 3368, 19732, 512, 750

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import MARKET, ROOT, provenance, provenance_md, write_results
+from benchmarks._common import MARKET, RESULTS, ROOT, provenance, provenance_md, write_results
 from exporters.files import (
     file_sha256,
 )
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(MARKET))
     parser.add_argument("--format", default="market1501-heldout")
     parser.add_argument("--tiers", default=str(ROOT / "examples" / "tiers.toml"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "export_market1501"))
+    parser.add_argument("--out", default=str(RESULTS / "export_market1501"))
     args = parser.parse_args()
     splits = load_dataset(args.data, args.format)
     full = TorchExtractor.from_checkpoint(args.checkpoint, 1.0)

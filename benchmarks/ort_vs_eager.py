@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import ROOT, interleaved, median, provenance, provenance_md, write_results
+from benchmarks._common import RESULTS, interleaved, median, provenance, provenance_md, write_results
 from exporters.graph import DeployGraph
 from exporters.onnx_export import save_onnx, to_onnx
 from exporters.ort_runtime import OrtModel
@@ -30,7 +30,7 @@ WIDTHS = [0.25, 0.5, 0.75, 1.0]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ort_vs_eager"))
+    parser.add_argument("--out", default=str(RESULTS / "ort_vs_eager"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []

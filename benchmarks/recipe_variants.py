@@ -19,9 +19,11 @@ from pathlib import Path
 from benchmarks._common import (
     MARKET,
     RECIPES,
+    RESULTS,
     ROOT,
     provenance,
     provenance_md,
+    rule_passes,
     train_resumable,
     write_results,
 )
@@ -36,14 +38,6 @@ BEFORE_FIX = {"kl": "sensoy", "kl_weight": 0.2, "kl_anneal_epochs": 10, "evidenc
 VARIANTS = {name: {**recipe, **BEFORE_FIX} for name, recipe in RECIPES.items()}
 
 
-def rule_passes(val: dict[str, float]) -> str:
-    """CMP-NAS rule on the validation matrix: M(φ_q, φ_g) > M(φ_q, φ_q) for q < g."""
-    widths = sorted({float(k.split("/")[1].split("->")[0]) for k in val})
-    key = "mAP/{:g}->{:g}".format
-    pairs = [(q, g) for q in widths for g in widths if q < g]
-    return f"{sum(val[key(q, g)] > val[key(q, q)] for q, g in pairs)}/{len(pairs)}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MARKET))
@@ -52,7 +46,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--val-ids", type=int, default=100)
     parser.add_argument("--work", default=str(ROOT / ".bench" / "recipe_variants"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recipe_variants"))
+    parser.add_argument("--out", default=str(RESULTS / "recipe_variants"))
     args = parser.parse_args()
     splits = load_dataset(args.data, None if args.data == "synthetic" else args.format)
     options = ArchOptions(width_mult=0.5, input_size=(128, 64))

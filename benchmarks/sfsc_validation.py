@@ -25,7 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks._common import MARKET, RECIPES, ROOT, provenance, provenance_md, write_results
+from benchmarks._common import (
+    MARKET,
+    RECIPES,
+    RESULTS,
+    ROOT,
+    provenance,
+    provenance_md,
+    rule_passes,
+    write_results,
+)
 from benchmarks._jobs import RunSpec, run_all
 from exporters.graph import normalize_images
 from sfsc_deploy.data import load_dataset
@@ -106,13 +115,6 @@ def head_statistics(run_dir: Path, images: torch.Tensor, cfg: TrainConfig) -> li
     return rows
 
 
-def rule_pairs(val: dict[str, float]) -> str:
-    widths = sorted({float(k.split("/")[1].split("->")[0]) for k in val})
-    key = "mAP/{:g}->{:g}".format
-    pairs = [(q, g) for q in widths for g in widths if q < g]
-    return f"{sum(val[key(q, g)] > val[key(q, q)] for q, g in pairs)}/{len(pairs)}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MARKET))
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--val-ids", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     parser.add_argument("--work", default=str(ROOT / ".bench" / "sfsc_validation"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sfsc_validation"))
+    parser.add_argument("--out", default=str(RESULTS / "sfsc_validation"))
     args = parser.parse_args()
     fmt = None if args.data == "synthetic" else args.format
     names = args.variants.split(",")
@@ -205,7 +207,7 @@ def write_report(record: dict, names: list[str], out: Path, plots_dir: Path) -> 
     for n in names:
         val = variants[n]["val"]
         cells = [val[f"mAP/{q:g}->1"] for q in widths] + [val[f"mAP/{q:g}->{q:g}"] for q in widths[1:]]
-        md.append(f"| {n} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {rule_pairs(val)} |")
+        md.append(f"| {n} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {rule_passes(val)} |")
     md += [
         "",
         "## Head statistics after training (10 training batches of 64, train mode)",

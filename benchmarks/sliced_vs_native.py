@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import ROOT, interleaved, median, provenance, provenance_md, write_results
+from benchmarks._common import RESULTS, interleaved, median, provenance, provenance_md, write_results
 from exporters.graph import DeployGraph
 from exporters.onnx_export import save_onnx, to_onnx
 from exporters.ort_runtime import OrtModel
@@ -29,7 +29,7 @@ SIZE = (256, 128)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sliced_vs_native"))
+    parser.add_argument("--out", default=str(RESULTS / "sliced_vs_native"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []

@@ -10,26 +10,19 @@ random statistics so the error figure would expose a wrong BN. Writes
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
-from benchmarks._common import provenance, provenance_md, write_results
+from benchmarks._common import RESULTS, provenance, provenance_md, write_results
 from sfsc_deploy.models import build
-from sfsc_deploy.models.slicing import (
-    slice_error,
-    slice_model,
-)
+from sfsc_deploy.models.slicing import distinct_bn_statistics, slice_error, slice_model
 from sfsc_deploy.perf.complexity import width_report
-from tests.conftest import randomize_bn
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(arch: str, widths: list[float], images: torch.Tensor) -> list[dict]:
     torch.manual_seed(0)
     net = build(arch, widths, feature_dim=512, num_classes=751).eval()
-    randomize_bn(net, seed=0)
+    distinct_bn_statistics(net, seed=0)
     rows = []
     for stats in width_report(net):
         twin = slice_model(net, stats.width)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import ROOT, interleaved, median, provenance, provenance_md, write_results
+from benchmarks._common import RESULTS, interleaved, median, provenance, provenance_md, write_results
 from exporters.graph import DeployGraph
 from exporters.onnx_export import save_onnx, to_onnx
 from exporters.ort_runtime import OrtModel
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--archs", default="resnet18,mobilenet_v2")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "width_scaling"))
+    parser.add_argument("--out", default=str(RESULTS / "width_scaling"))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sfsc_deploy.models import ARCHS, build
-from sfsc_deploy.switchable.layers import SwitchableBatchNorm
+from sfsc_deploy.models.slicing import distinct_bn_statistics
 
 # one thread: on a 2-core machine torch's default threads make small models several times slower,
 # and results then do not depend on how many cores the test machine has
@@ -20,18 +20,8 @@ INPUT = (64, 32)
 MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "market1501"
 
 
-@torch.no_grad()
-def randomize_bn(net: torch.nn.Module, seed: int = 0) -> None:
-    """Give every width's BN its own non-trivial statistics, so picking the wrong one shows."""
-    g = torch.Generator().manual_seed(seed)
-    for module in net.modules():
-        if isinstance(module, SwitchableBatchNorm):
-            for bn in module.bn.values():
-                n = bn.num_features
-                bn.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-                bn.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-                bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                bn.bias.copy_(torch.randn(n, generator=g) * 0.2)
+# every width's BN holds its own statistics, so picking the wrong one shows
+randomize_bn = distinct_bn_statistics
 
 
 def tiny(arch: str = "resnet18", widths=WIDTHS, seed: int = 0, **options) -> torch.nn.Module:
@@ -66,3 +56,26 @@ def trained_checkpoint(tmp_path_factory, synthetic_small) -> Path:
     options = ArchOptions(width_mult=0.25, input_size=INPUT, divisor=4)
     train(synthetic_small, "resnet18", "0.25,0.5", cfg, run, feature_dim=32, options=options, progress=False)
     return run / "checkpoint.safetensors"
+
+
+@pytest.fixture(scope="session")
+def readme_run(tmp_path_factory):
+    """The README's commands, run once for every test that needs a whole pipeline's outputs."""
+    from tests.readme_pipeline import run_readme
+
+    return run_readme(tmp_path_factory.mktemp("readme"))
+
+
+# fixtures that train or run the whole pipeline: their tests are slow, and under pytest-xdist each
+# group stays on one worker so that the fixture is built once, not once per worker
+_SHARED = {"readme_run": "readme", "trained_checkpoint": "trained"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, group in _SHARED.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.slow)
+                item.add_marker(pytest.mark.xdist_group(group))
+                break

@@ -50,3 +50,21 @@ def test_arch_names_list_exactly_the_architectures_built():
     from sfsc_deploy.models.config import ARCH_NAMES
 
     assert tuple(ARCHS) == ARCH_NAMES
+
+
+def test_tests_mirror_the_package_layout():
+    """A test file sits in the folder of the subpackage it tests; only project-wide checks sit at the top."""
+    packages = {p.name for p in (ROOT / "sfsc_deploy").iterdir() if (p / "__init__.py").exists()}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= packages | {"exporters"}, folders - packages
+    top = sorted(p.name for p in (ROOT / "tests").glob("test_*.py"))
+    assert top == ["test_architecture.py", "test_readme.py", "test_robustness_doc.py"], top
+
+
+def test_library_and_benchmarks_never_import_tests():
+    for package in ("sfsc_deploy", "exporters", "benchmarks"):
+        for path in (ROOT / package).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    assert node.module.split(".")[0] != "tests", f"{path} imports {node.module}"

@@ -24,48 +24,16 @@ def test_first_screen_installs_with_the_pinned_torch():
 
 # --------------------------------------------------------------------------- every README command runs
 import re  # noqa: E402
-import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-# appended to a command (click keeps the last value of a repeated option): tiny sizes for CI
-TINY = {
-    "init": "--width-mult 0.25 --input-size 64x32",
-    "train": "--epochs 1 --width-mult 0.25 --input-size 64x32 --feature-dim 32 --batch-ids 4 --batch-k 2",
-    "export": "--calibration-images 16 --parity-images 8",
-    "bench": "--iters 3 --warmup 1",
-    "profile": "--iters 3 --warmup 1",
-    "demo": "--quick",
-}
+import pytest  # noqa: E402
+
+from tests.readme_pipeline import readme_commands  # noqa: E402
 
 
-def readme_commands() -> list[str]:
-    """Every ``sfsc-deploy`` command of the README's bash blocks, continuation lines joined."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    commands = []
-    for block in blocks:
-        for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"\s+#.*$", "", line).strip()
-            if "sfsc-deploy " in line and not line.startswith("#"):
-                commands.append(line[line.index("sfsc-deploy ") :])
-    return commands
-
-
-def fake_market(root: Path, ids: int = 12) -> None:
-    from PIL import Image
-
-    folder = root / "bounding_box_train"
-    folder.mkdir(parents=True)
-    for pid in range(1, ids + 1):
-        for cam in (1, 2):
-            for k in range(2):
-                colour = ((pid * 37) % 256, (cam * 80) % 256, (k * 120 + pid * 11) % 256)
-                Image.new("RGB", (32, 64), colour).save(folder / f"{pid:04d}_c{cam}s1_{k:06d}_00.jpg")
-
-
-def test_every_readme_command_runs(tmp_path):
-    commands = readme_commands()
-    subcommands = {c.split()[1] for c in commands}
+def test_every_readme_command_runs(readme_run):
+    subcommands = {c.split()[1] for c in readme_commands()}
     assert {
         "demo",
         "init",
@@ -73,6 +41,7 @@ def test_every_readme_command_runs(tmp_path):
         "slice",
         "train",
         "eval",
+        "plot-log",
         "export",
         "extract",
         "verify",
@@ -80,20 +49,16 @@ def test_every_readme_command_runs(tmp_path):
         "profile",
         "plan",
     } <= subcommands
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    fake_market(tmp_path / "path" / "to" / "market1501")
-    exe = shutil.which("sfsc-deploy") or f"{sys.executable} -m sfsc_deploy.cli"
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    for command in commands:
-        tiny = TINY.get(command.split()[1], "")
-        line = f"{command.replace('sfsc-deploy', exe, 1)} {tiny}"
-        done = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert [r.command for r in readme_run.runs] == readme_commands()
+    for done in readme_run.runs:
         # verify and plan end in a verdict (exit 1 = checked and failed, e.g. a 1-epoch model's int8
         # ranking drifts); anything else must succeed, and no command may hit a usage error (2)
-        allowed = (0, 1) if command.split()[1] in ("verify", "plan") else (0,)
-        assert done.returncode in allowed, f"{command}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
-    assert (tmp_path / "sfsc-demo" / "report.md").exists()
-    assert (tmp_path / "deploy" / "manifest.json").exists() and (tmp_path / "verify.json").exists()
+        allowed = (0, 1) if done.subcommand in ("verify", "plan") else (0,)
+        assert done.returncode in allowed, f"{done.command}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+    folder = readme_run.folder
+    assert (folder / "sfsc-demo" / "report.md").exists()
+    assert (folder / "deploy" / "manifest.json").exists() and (folder / "verify.json").exists()
+    assert (folder / "w025" / "model.json").exists() and (folder / "runs" / "market" / "eval").is_dir()
 
 
 # ------------------------------------------------------------------ the README's Python and the examples
@@ -115,6 +80,7 @@ def readme_python() -> str:
     return "\n".join(blocks)
 
 
+@pytest.mark.slow
 def test_readme_python_runs(tmp_path, monkeypatch):
     source = readme_python()
     for pattern, tiny in PY_TINY:
@@ -131,6 +97,7 @@ def test_readme_python_runs(tmp_path, monkeypatch):
     assert list(namespace["feats"].shape) == [2, 512]
 
 
+@pytest.mark.slow
 def test_slice_example_runs(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "slice_in_python.py")],

@@ -49,6 +49,26 @@ def slice_error(net: SwitchableNet, twin: torch.nn.Module, width: float, x: torc
         net.train(was_training)
 
 
+@torch.no_grad()
+def distinct_bn_statistics(net: torch.nn.Module, seed: int = 0) -> None:
+    """Give every width's BatchNorm its own non-trivial statistics and affine parameters.
+
+    A freshly built network has identical BNs at every width, so a slicer that picked the wrong
+    width's BN would still measure zero error; after this it cannot.
+    """
+    from sfsc_deploy.switchable.layers import SwitchableBatchNorm
+
+    g = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, SwitchableBatchNorm):
+            for bn in module.bn.values():
+                n = bn.num_features
+                bn.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                bn.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                bn.bias.copy_(torch.randn(n, generator=g) * 0.2)
+
+
 def save_sliced(
     twin: FeatureNet,
     config: NetConfig,

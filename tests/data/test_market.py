@@ -7,8 +7,7 @@ from PIL import Image
 
 from sfsc_deploy.data.market import load_market1501, load_market1501_heldout, parse_market_name
 from sfsc_deploy.errors import SfscError
-
-MARKET = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "market1501"
+from tests.conftest import MARKET
 
 
 def test_parse_market_name():

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from sfsc_deploy.models import checkpoint
+
+pytestmark = pytest.mark.slow  # trains several runs end to end
 
 ARGS = [
     "train",

@@ -1,5 +1,7 @@
 """What training achieves on the built-in synthetic data: retrieval, and a working uncertainty signal."""
 
+import pytest
+
 from sfsc_deploy.data import load_dataset
 from sfsc_deploy.data.synthetic import SyntheticConfig
 from sfsc_deploy.evaluation.runs import evaluate_run
@@ -7,6 +9,8 @@ from sfsc_deploy.models import build, checkpoint
 from sfsc_deploy.train import TrainConfig, train
 from sfsc_deploy.train.log import read_log
 from tests.train.conftest import TINY_OPTIONS
+
+pytestmark = pytest.mark.slow  # trains several runs end to end
 
 
 def test_training_beats_an_untrained_model_widely(tmp_path):

@@ -34,6 +34,7 @@ def test_plot_log_skips_the_uncertainty_plot_for_a_method_without_one(small_data
     assert sorted(p.name for p in plots.paths) == ["conflicts.png", "grad_norms.png", "losses.png"]
 
 
+@pytest.mark.slow
 def test_plot_log_command_plots_every_network_of_a_baseline_run(small_data, tmp_path, capsys):
     result = run(small_data, tmp_path, method="unified", plots=False)
     with pytest.raises(SystemExit) as exit_:

@@ -85,6 +85,7 @@ def test_resume_with_other_options_is_refused(small_data, tmp_path):
         run(small_data, tmp_path, lr=1e-3, resume=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["pk", "random"])
 def test_interrupted_run_resumes_to_the_same_weights(small_data, tmp_path, monkeypatch, sampler):
     straight = run(small_data, tmp_path, "straight", sampler=sampler)

@@ -140,6 +140,7 @@ def test_bad_option_values(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_train_then_eval_writes_the_matrix(tmp_path, capsys):
     run_dir, eval_dir = tmp_path / "run", tmp_path / "eval"
     code, out, err = run(
@@ -325,6 +326,7 @@ def test_verify_refuses_another_family(ck, tmp_path, capsys):
     assert code == 2 and "model family" in err
 
 
+@pytest.mark.slow
 def test_bench_profile_plan(ck, tmp_path, capsys):
     exp = tmp_path / "exp"
     assert (

@@ -5,7 +5,7 @@ import pytest
 from sfsc_deploy.deploy.tiers import DEFAULT_TIERS, Tier, load_tiers
 from sfsc_deploy.errors import SfscError
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_example_tiers_load_with_the_default_widths():

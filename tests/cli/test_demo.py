@@ -1,15 +1,15 @@
 import json
 
-from sfsc_deploy.cli import main
+import pytest
+
 from sfsc_deploy.demo import DemoConfig, run_demo
 
 
-def test_quick_demo_runs_the_whole_pipeline(tmp_path, capsys):
-    out = tmp_path / "demo"
-    try:
-        main(["demo", "--quick", "--out", str(out)])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
+def test_quick_demo_runs_the_whole_pipeline(readme_run):
+    """The README's first command (``sfsc-deploy demo``, run quick), read from the shared run."""
+    (demo,) = readme_run.of("demo")
+    assert demo.returncode == 0, demo.stderr[-1500:]
+    out = readme_run.folder / "sfsc-demo"
     report = (out / "report.md").read_text()
     for section in ("Compatibility matrix", "Exported tiers and latency", "Verification"):
         assert section in report
@@ -20,13 +20,11 @@ def test_quick_demo_runs_the_whole_pipeline(tmp_path, capsys):
         assert (out / png).stat().st_size > 1000
     verdicts = [json.loads(p.read_text())["passed"] for p in sorted((out / "verify").glob("*.json"))]
     assert len(verdicts) == 4 and all(verdicts)
-    assert "report.md" in capsys.readouterr().out
+    assert "report.md" in demo.stdout
 
 
 def test_demo_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
-    import pytest
-
     from sfsc_deploy.errors import SfscError
 
     with pytest.raises(SfscError, match="not empty"):
