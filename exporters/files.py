@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import UserError
@@ -35,17 +36,67 @@ def _umask() -> int:
     return mask
 
 
-def check_overwrite(path: Path, force: bool) -> None:
-    """Refuse to replace an existing artifact unless the user said --force."""
-    if path.exists() and not force:
+# every directory a command writes as a whole holds this list of what it wrote: --force replaces a
+# folder only when everything in it is on that list, so it never deletes what the user put there
+OWNED = ".sfsc-deploy-output.json"
+Inputs = Iterable[str | os.PathLike | None]
+
+
+def refuse_input_overlap(output: str | os.PathLike, inputs: Inputs) -> None:
+    """An output must never be one of the command's inputs, nor a folder that holds one."""
+    out = Path(output).resolve()
+    for given in inputs:
+        if given is None or str(given) == "synthetic":
+            continue
+        source = Path(given).resolve()
+        if source == out or out in source.parents:
+            what = "is" if source == out else "contains"
+            raise UserError(
+                f"--out {output} {what} the input {given}; writing there would destroy it, "
+                f"choose another --out"
+            )
+
+
+def check_overwrite(path: str | os.PathLike, force: bool, inputs: Inputs = ()) -> None:
+    """Refuse to replace an input ever, and an existing output unless the user said --force."""
+    path = Path(path)
+    refuse_input_overlap(path, inputs)
+    if path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path} is a directory; --out needs a file path")
+    if (path.exists() or path.is_symlink()) and not force:
         raise UserError(f"{path} already exists; pass --force to overwrite it or choose another path")
 
 
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.name != OWNED)
+
+
+def _check_owned(path: Path) -> None:
+    """--force onto a non-empty folder: only if every entry is something we wrote there."""
+    marker = path / OWNED
+    try:
+        owned = set(json.loads(marker.read_text())["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        owned = None
+    if owned is None:
+        raise UserError(
+            f"{path} is not empty and was not written by sfsc-deploy; --force only replaces a "
+            f"folder it wrote; empty it or choose another --out"
+        )
+    foreign = [e for e in _listing(path) if e not in owned]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(
+            f"{path} holds files sfsc-deploy did not write ({shown}); --force will not delete "
+            f"them; move them or choose another --out"
+        )
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, force: bool = True, inputs: Inputs = ()) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
-    check_overwrite(path, force)
+    check_overwrite(path, force, inputs)
     _check_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -61,29 +112,45 @@ def atomic_path(path: str | os.PathLike, force: bool = True) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, force: bool = True) -> Path:
-    with atomic_path(path, force) as tmp:
+def write_bytes(path: str | os.PathLike, data: bytes, force: bool = True, inputs: Inputs = ()) -> Path:
+    with atomic_path(path, force, inputs) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_text(path: str | os.PathLike, text: str, force: bool = True) -> Path:
-    return write_bytes(path, text.encode("utf-8"), force)
+def write_text(path: str | os.PathLike, text: str, force: bool = True, inputs: Inputs = ()) -> Path:
+    return write_bytes(path, text.encode("utf-8"), force, inputs)
+
+
+def check_output_dir(path: str | os.PathLike, force: bool, inputs: Inputs = ()) -> None:
+    """What ``atomic_dir`` checks before writing, callable up front so a command fails before working."""
+    path = Path(path)
+    refuse_input_overlap(path, inputs)
+    if path.is_symlink():
+        raise UserError(f"{path} is a symbolic link; choose a real folder for --out")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a directory; choose another --out")
+    if path.exists() and any(path.iterdir()):
+        if not force:
+            raise UserError(f"{path} already exists and is not empty; pass --force to replace it")
+        _check_owned(path)
+    _check_parent(path)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory; it replaces ``path`` as a whole only if the block succeeds."""
+def atomic_dir(path: str | os.PathLike, force: bool = False, inputs: Inputs = ()) -> Iterator[Path]:
+    """Yield a temporary directory; it replaces ``path`` as a whole only if the block succeeds.
+
+    Never onto an input or a folder holding one; onto a non-empty folder only with ``force`` and
+    only when everything in it was written there by sfsc-deploy (its ``OWNED`` list).
+    """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path} exists and is not a directory; choose another --out")
-    if path.exists() and any(path.iterdir()) and not force:
-        raise UserError(f"{path} already exists and is not empty; pass --force to replace it")
-    _check_parent(path)
+    check_output_dir(path, force, inputs)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        (tmp / OWNED).write_text(json.dumps({"entries": _listing(tmp)}, indent=1) + "\n")
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

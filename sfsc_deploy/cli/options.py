@@ -37,6 +37,12 @@ ItersOpt = Annotated[int, typer.Option(help="Timed runs per batch and thread cou
 SecondsOpt = Annotated[float | None, typer.Option(help="Stop timing a configuration after this long.")]
 CpusOpt = Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0 (emulate a small device).")]
 ProviderOpt = Annotated[str, typer.Option(help="onnxruntime execution provider.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Replace this command's earlier output (never an input, never files it did not write)."
+    ),
+]
 
 
 def dataset(data: str, fmt: str | None, synthetic_seed: int):

@@ -11,6 +11,7 @@ from rich.table import Table
 from sfsc_deploy.cli.options import (
     BatchesOpt,
     CpusOpt,
+    ForceOpt,
     ItersOpt,
     ProviderOpt,
     SecondsOpt,
@@ -54,6 +55,7 @@ def bench(
     eval_path: Annotated[
         Path | None, typer.Option("--eval", help="compat_matrix.json: adds the accuracy-vs-latency plot.")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Latency (mean, std, percentiles), throughput, memory, size, params and MACs per model."""
     from sfsc_deploy.evaluation.report import load_matrix_report
@@ -71,7 +73,8 @@ def bench(
         targets += [torch_target(net, net.check_width(w), str(checkpoint_path)) for w in chosen]
     if not targets:
         raise SfscError("nothing to benchmark; pass exported models and/or --checkpoint")
-    report = bench_report(targets, settings, out_dir, matrix=matrix)
+    inputs = [*(models or []), checkpoint_path, eval_path]
+    report = bench_report(targets, settings, out_dir, matrix=matrix, force=force, inputs=inputs)
     out.print(results_markdown(report.results))
     out.print(f"wrote {', '.join(str(p) for p in report.files)}")
 
@@ -90,12 +93,13 @@ def profile(
     seconds: SecondsOpt = None,
     provider: ProviderOpt = "CPUExecutionProvider",
     cpus: CpusOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Benchmark every trained width on this machine and write its latency table for `plan`."""
     from sfsc_deploy.perf.profile import profile_device
 
     settings = _settings(batches, threads, warmup, iters, seconds, provider, cpus)
-    table = profile_device(checkpoint_path, out_path, settings, export_dir=export_dir)
+    table = profile_device(checkpoint_path, out_path, settings, export_dir=export_dir, force=force)
     grid = Table("width", "batch", "threads", "p50 ms", "p99 ms", "img/s", title=table.device["cpu"])
     for e in table.entries:
         grid.add_row(

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from exporters.parity import TOLERANCES
-from sfsc_deploy.cli.options import DataOpt, FormatOpt, SynthSeedOpt, app, dataset, out
+from sfsc_deploy.cli.options import DataOpt, ForceOpt, FormatOpt, SynthSeedOpt, app, dataset, out
 from sfsc_deploy.retrieval.gallery import DTYPES, SPLITS
 
 
@@ -33,14 +33,15 @@ def extract(
     dtype: Annotated[str, typer.Option(help=f"{' | '.join(DTYPES)} features in the file.")] = DTYPES[0],
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Features of one split (gallery by default) with ids, cameras, paths and the model's identity."""
     from exporters.files import check_overwrite
     from sfsc_deploy.retrieval.extractors import open_extractor
     from sfsc_deploy.retrieval.gallery import extract_gallery, save_gallery
 
-    check_overwrite(out_path, force)
+    inputs = [model, checkpoint_path, data]
+    check_overwrite(out_path, force, inputs)
     extractor = open_extractor(model, checkpoint=checkpoint_path, width=width, threads=threads)
     gallery = extract_gallery(
         extractor,
@@ -50,7 +51,7 @@ def extract(
         batch_size=batch_size,
         progress=True,
     )
-    save_gallery(gallery, out_path, force=force)
+    save_gallery(gallery, out_path, force=force, inputs=inputs)
     info = extractor.info
     out.print(
         f"wrote {out_path}: {len(gallery)} × {gallery.features.shape[1]} {dtype} features "
@@ -86,11 +87,15 @@ def verify(
         ),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Check an artifact against a gallery and its PyTorch reference; exit 0 on pass, 1 on fail."""
-    from exporters.files import write_text
+    from exporters.files import check_overwrite, write_text
     from sfsc_deploy.retrieval.verify import verify_artifact
 
+    inputs = [model, gallery_path, checkpoint_path, data]
+    if out_path is not None:
+        check_overwrite(out_path, force, inputs)
     report = verify_artifact(
         model,
         gallery_path,
@@ -112,7 +117,8 @@ def verify(
     out.print(table)
     out.print(report.summary())
     if out_path is not None:
-        write_text(out_path, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+        write_text(out_path, text, force=force, inputs=inputs)
     out.print("verify: PASS" if report.passed else "verify: FAIL")
     if not report.passed:
         raise typer.Exit(1)

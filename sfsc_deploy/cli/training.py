@@ -17,7 +17,17 @@ from sfsc_deploy.cli.model import (
     WidthsOpt,
     arch_options,
 )
-from sfsc_deploy.cli.options import DataOpt, FormatOpt, SynthSeedOpt, app, dataset, given, out, with_default
+from sfsc_deploy.cli.options import (
+    DataOpt,
+    ForceOpt,
+    FormatOpt,
+    SynthSeedOpt,
+    app,
+    dataset,
+    given,
+    out,
+    with_default,
+)
 from sfsc_deploy.losses.names import KL_VARIANTS, ORI_LOSSES
 from sfsc_deploy.models.config import ARCH_NAMES
 from sfsc_deploy.train.config import AGGREGATIONS, SAMPLERS, SEPARATE_METHODS, SWITCHABLE_METHODS, TrainConfig
@@ -163,13 +173,19 @@ def eval_cmd(
     synthetic_seed: SynthSeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     flip: Annotated[bool, typer.Option(help="Average features with the flipped image.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Cross-width compatibility matrix M(φ_q, φ_g) and the compatibility rule per pair."""
     from sfsc_deploy.evaluation.report import matrix_markdown
     from sfsc_deploy.evaluation.runs import evaluate_run
 
     matrix = evaluate_run(
-        checkpoint_path, dataset(data, fmt, synthetic_seed), out_dir, batch_size=batch_size, flip=flip
+        checkpoint_path,
+        dataset(data, fmt, synthetic_seed),
+        out_dir,
+        batch_size=batch_size,
+        flip=flip,
+        force=force,
     )
     out.print(matrix_markdown(matrix))
     if matrix.all_pass():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from exporters.files import atomic_dir, file_sha256
+from exporters.files import atomic_dir, check_output_dir, file_sha256
 from exporters.metadata import ModelInfo
 from exporters.parity import Parity
 from sfsc_deploy import __version__
@@ -278,9 +278,10 @@ def export_tiers(
     console = console or Console(stderr=True, quiet=not settings.progress)
     if not tiers:
         raise SfscError("no tiers to export; pass --width or a --tiers file with at least one tier")
+    check_output_dir(out_dir, force, inputs=[checkpoint_path])
     net = checkpoint.load(checkpoint_path)
     source_sha = file_sha256(checkpoint_path)
-    with atomic_dir(out_dir, force=force) as tmp:
+    with atomic_dir(out_dir, force=force, inputs=[checkpoint_path]) as tmp:
         manifest = Manifest(
             checkpoint=str(checkpoint_path),
             checkpoint_sha256=source_sha,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from exporters.files import write_text
+from exporters.files import check_overwrite, write_text
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
 
@@ -81,12 +81,23 @@ def _heatmap(matrix: CompatibilityMatrix, path: Path, title: str) -> None:
     save_png(fig, path)
 
 
+def matrix_report_paths(out_dir: str | Path) -> dict[str, Path]:
+    return {kind: Path(out_dir) / f"compat_matrix.{kind}" for kind in ("json", "md", "png")}
+
+
 def write_matrix_report(
-    matrix: CompatibilityMatrix, out_dir: str | Path, *, title: str, extra: dict | None = None
+    matrix: CompatibilityMatrix,
+    out_dir: str | Path,
+    *,
+    title: str,
+    extra: dict | None = None,
+    force: bool = True,
+    inputs=(),
 ) -> dict[str, Path]:
     """Write compat_matrix.{json,md,png} atomically into ``out_dir``; return their paths by kind."""
-    out_dir = Path(out_dir)
-    paths = {kind: out_dir / f"compat_matrix.{kind}" for kind in ("json", "md", "png")}
+    paths = matrix_report_paths(out_dir)
+    for path in paths.values():
+        check_overwrite(path, force, inputs)
     payload = {
         "title": title,
         "matrix": matrix.to_dict(),

@@ -11,12 +11,13 @@ from typing import Any
 
 import torch
 
+from exporters.files import check_overwrite
 from sfsc_deploy.data.bank import build_bank
 from sfsc_deploy.data.records import ReidSplits
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.features import extract_features
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix, compatibility_matrix
-from sfsc_deploy.evaluation.report import write_matrix_report
+from sfsc_deploy.evaluation.report import matrix_report_paths, write_matrix_report
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.networks import read_networks
 
@@ -30,7 +31,12 @@ def evaluate_run(
     flip: bool = False,
     progress: bool = True,
     extra: dict[str, Any] | None = None,
+    force: bool = True,
 ) -> CompatibilityMatrix:
+    """``force=False`` refuses to replace an earlier report in ``out_dir`` (checked before any work)."""
+    if out_dir is not None:
+        for path in matrix_report_paths(out_dir).values():
+            check_overwrite(path, force, inputs=[model_path])
     method, networks = read_networks(model_path)
     loaded = {path: checkpoint.load(path) for path in sorted(set(networks.values()))}
     options = {
@@ -66,5 +72,7 @@ def evaluate_run(
             "num_gallery": len(gallery),
             **(extra or {}),
         }
-        write_matrix_report(matrix, out_dir, title=f"{method} on {splits.name}", extra=info)
+        write_matrix_report(
+            matrix, out_dir, title=f"{method} on {splits.name}", extra=info, force=force, inputs=[model_path]
+        )
     return matrix

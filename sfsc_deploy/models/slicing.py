@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ def save_sliced(
     out_dir: str | os.PathLike,
     *,
     force: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
     **info: Any,
 ) -> Path:
     """Write the sliced model as a directory, atomically; ``info`` (JSON-able) goes in model.json."""
@@ -86,7 +88,7 @@ def save_sliced(
         **info,
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in twin.state_dict().items()}
-    with atomic_dir(out_dir, force=force) as tmp:
+    with atomic_dir(out_dir, force=force, inputs=inputs) as tmp:
         save_file(tensors, str(tmp / WEIGHTS))
         (tmp / DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
     return Path(out_dir)
@@ -147,12 +149,13 @@ def slice_checkpoint(
 ) -> SliceResult:
     """Write the standalone sliced model of one width (re-estimating an untrained width's BatchNorm
     from the image folder ``calibrate`` first), checked against the switchable network."""
-    from exporters.files import file_sha256
+    from exporters.files import check_output_dir, file_sha256
     from sfsc_deploy.data.images import load_folder
     from sfsc_deploy.models import checkpoint
     from sfsc_deploy.models.calibration import calibrate_bn
     from sfsc_deploy.perf.complexity import count_macs, count_params
 
+    check_output_dir(out_dir, force, inputs=[checkpoint_path, calibrate])
     net = checkpoint.load(checkpoint_path)
     opts = net.config.options
     calibrated, bad = None, 0
@@ -170,6 +173,7 @@ def slice_checkpoint(
         w,
         out_dir,
         force=force,
+        inputs=[checkpoint_path, calibrate],
         family_id=checkpoint.family_id(net),
         source_checkpoint_sha256=file_sha256(checkpoint_path),
         params=params,

@@ -40,8 +40,8 @@ class DeviceTable:
             "entries": [e.to_dict() for e in self.entries],
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        return write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | os.PathLike, *, force: bool = True, inputs=()) -> Path:
+        return write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", force=force, inputs=inputs)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeviceTable:

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from exporters.files import file_sha256
+from exporters.files import check_overwrite, file_sha256
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.perf.bench import artifact_target, bench_targets, device_description
@@ -22,12 +22,14 @@ def profile_device(
     export_dir: str | os.PathLike | None = None,
     images=None,
     progress: bool = True,
+    force: bool = False,
 ) -> DeviceTable:
     """Export every trained width (fp32 ONNX; reused from ``export_dir`` when it holds this
     checkpoint's export), benchmark each here, and write the device's latency table."""
     from sfsc_deploy.deploy.export import MANIFEST, ExportSettings, Manifest, default_images, export_tiers
     from sfsc_deploy.deploy.tiers import Tier
 
+    check_overwrite(out_path, force, inputs=[checkpoint_path, export_dir])
     net = checkpoint.load(checkpoint_path)
     sha = file_sha256(checkpoint_path)
     widths = net.config.all_widths
@@ -62,5 +64,5 @@ def profile_device(
         settings=settings,
         entries=results,
     )
-    table.save(out_path)
+    table.save(out_path, force=force, inputs=[checkpoint_path, export_dir])
     return table

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from exporters.files import write_text
+from exporters.files import check_overwrite, write_text
 from sfsc_deploy.perf.results import BenchResult, BenchSettings, results_markdown
 
 
@@ -55,12 +55,19 @@ def bench_report(
     matrix=None,  # evaluation.CompatibilityMatrix: adds accuracy_vs_latency.png
     command: str | None = None,
     progress: bool = True,
+    force: bool = True,
+    inputs=(),
 ) -> BenchReport:
-    """Time ``targets`` and write the report into ``out_dir``."""
+    """Time ``targets`` and write the report into ``out_dir``; with ``force=False`` an earlier
+    report there is refused before anything is timed, and never onto one of ``inputs``."""
     from sfsc_deploy.perf.bench import bench_targets, device_description
     from sfsc_deploy.perf.plots import accuracy_vs_latency, latency_vs_width
 
     out = Path(out_dir)
+    names = ["bench.json", "bench.md", "latency_vs_width.png"]
+    names += ["accuracy_vs_latency.png"] if matrix is not None else []
+    for name in names:
+        check_overwrite(out / name, force, inputs)
     report = BenchReport(device_description(), settings, bench_targets(targets, settings, progress))
     if command is not None:
         report.command = command

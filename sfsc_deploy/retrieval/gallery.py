@@ -28,12 +28,12 @@ class Gallery:
         return len(self.features)
 
 
-def save_gallery(gallery: Gallery, path: str | os.PathLike, *, force: bool = True) -> Path:
+def save_gallery(gallery: Gallery, path: str | os.PathLike, *, force: bool = True, inputs=()) -> Path:
     n = len(gallery.features)
     if not (len(gallery.pids) == len(gallery.camids) == len(gallery.paths) == n):
         raise SfscError("gallery features, ids, cameras and paths must have one row per image")
     meta = {**GALLERY.header(), **gallery.meta}
-    with atomic_path(path, force=force) as tmp:
+    with atomic_path(path, force=force, inputs=inputs) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(
                 fh,

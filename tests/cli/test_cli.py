@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from exporters.files import OWNED
 from sfsc_deploy.cli import main
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.slicing import load_sliced
@@ -257,7 +258,7 @@ def test_export_tiers_file(ck, tmp_path, capsys):
         "8",
     )
     assert code == 0, err
-    files = sorted(p.name for p in (tmp_path / "exp").iterdir())
+    files = sorted(p.name for p in (tmp_path / "exp").iterdir() if p.name != OWNED)
     assert files == ["cloud_w1_fp32.onnx", "edge_w0.5_fp32.onnx", "manifest.json"]
 
 

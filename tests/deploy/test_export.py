@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 
 from exporters import parity
-from exporters.files import file_sha256
+from exporters.files import OWNED, file_sha256
 from sfsc_deploy.deploy.export import MANIFEST, ExportSettings, Manifest, default_images, export_tiers
 from sfsc_deploy.deploy.tiers import Tier
 from sfsc_deploy.errors import SfscError
@@ -39,7 +39,7 @@ def test_every_tier_is_exported_checked_and_listed(ck, tmp_path, images):
     assert manifest["family_id"] == checkpoint.family_id(checkpoint.load(ck))
     assert manifest["checkpoint_sha256"] == file_sha256(ck)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [MANIFEST] + [a["file"] for a in manifest["artifacts"]]
+        [OWNED, MANIFEST] + [a["file"] for a in manifest["artifacts"]]
     )
     for artifact, tier in zip(manifest["artifacts"], tiers, strict=True):
         path = tmp_path / "out" / artifact["file"]
@@ -69,8 +69,14 @@ def test_untrained_width_and_existing_output_are_refused(ck, tmp_path, images):
     with pytest.raises(SfscError, match="exists"):
         export_tiers(ck, [Tier("x", 0.5)], tmp_path / "out", images, settings=QUIET)
     assert (tmp_path / "out" / "keep.txt").read_text() == "x"
-    export_tiers(ck, [Tier("x", 0.5)], tmp_path / "out", images, settings=QUIET, force=True)
-    assert not (tmp_path / "out" / "keep.txt").exists()
+    # --force never deletes what sfsc-deploy did not write
+    with pytest.raises(SfscError, match="not written by sfsc-deploy"):
+        export_tiers(ck, [Tier("x", 0.5)], tmp_path / "out", images, settings=QUIET, force=True)
+    assert (tmp_path / "out" / "keep.txt").read_text() == "x"
+    # but replaces its own earlier export
+    export_tiers(ck, [Tier("x", 0.5)], tmp_path / "own", images, settings=QUIET)
+    export_tiers(ck, [Tier("y", 0.5)], tmp_path / "own", images, settings=QUIET, force=True)
+    assert Manifest.load(tmp_path / "own").artifacts[0].tier == "y"
 
 
 def test_tensorrt_without_tensorrt_is_one_error_and_no_files(ck, tmp_path, images):

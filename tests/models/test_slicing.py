@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 
+from exporters.files import OWNED
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.models import FeatureNet, build_plain
 from sfsc_deploy.models.slicing import load_sliced, save_sliced, slice_error, slice_model
@@ -92,7 +93,7 @@ def test_sliced_model_roundtrips_without_switchable_code(nets, tmp_path, images)
     net = nets["mobilenet_v2"]
     twin = slice_model(net, 0.25)
     out = save_sliced(twin, net.config, 0.25, tmp_path / "m", family_id="abc")
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [OWNED, "model.json", "model.safetensors"]
     loaded, desc = load_sliced(out)
     assert desc["family_id"] == "abc" and desc["width"] == 0.25
     assert not any(isinstance(m, Switchable) for m in loaded.modules())
