@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, fields
@@ -43,10 +44,12 @@ class Tier:
         if len(batch) != 3 or not 1 <= batch[0] <= batch[1] <= batch[2]:
             raise SfscError(f"{where}: batch must be [min, opt, max] with 1 <= min <= opt <= max")
         object.__setattr__(self, "batch", batch)
-        if self.threads < 1:
-            raise SfscError(f"{where}: threads must be >= 1")
-        if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
-            raise SfscError(f"{where}: latency_budget_ms must be positive")
+        if batch[2] > 65536:
+            raise SfscError(f"{where}: batch max must be <= 65536")
+        if not 1 <= self.threads <= 1024:
+            raise SfscError(f"{where}: threads must be in [1, 1024]")
+        if self.latency_budget_ms is not None and not 0 < self.latency_budget_ms < math.inf:
+            raise SfscError(f"{where}: latency_budget_ms must be positive and finite")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -62,6 +65,32 @@ DEFAULT_TIERS = (
 )
 
 
+# the exact TOML type of every field: "false" (a string) is not false, and 1 is not true
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a string"),
+    "width": ((int, float), "a number"),
+    "format": ((str,), "a string"),
+    "precision": ((str,), "a string"),
+    "batch": ((list,), "a list of three integers"),
+    "threads": ((int,), "an integer"),
+    "latency_budget_ms": ((int, float), "a number"),
+    "normalize": ((bool,), "true or false"),
+    "bake_preprocess": ((bool,), "true or false"),
+}
+
+
+def _check_types(table: dict, where: str) -> None:
+    for key, value in table.items():
+        allowed, wanted = _FIELD_TYPES[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise SfscError(f"{where}: {key} must be {wanted}, got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SfscError(f"{where}: {key} must be finite, got {value}")
+    batch = table.get("batch", [])
+    if any(isinstance(b, bool) or not isinstance(b, int) for b in batch):
+        raise SfscError(f"{where}: batch must be three integers [min, opt, max], got {batch!r}")
+
+
 def load_tiers(path: str | os.PathLike) -> list[Tier]:
     """``[[tier]]`` tables, each with the fields of :class:`Tier`; names must be unique."""
     path = Path(path)
@@ -69,6 +98,8 @@ def load_tiers(path: str | os.PathLike) -> list[Tier]:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SfscError(f"tier file {path} not found; see examples/tiers.toml") from None
+    except IsADirectoryError:
+        raise SfscError(f"tier file {path} is a directory; pass the .toml file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SfscError(f"{path} is not valid TOML ({exc}); fix the file, see examples/tiers.toml") from None
     tables = data.get("tier")
@@ -77,11 +108,14 @@ def load_tiers(path: str | os.PathLike) -> list[Tier]:
     known = {f.name for f in fields(Tier)}
     tiers = []
     for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise SfscError(f"{path}: tier {i + 1} is not a table; see examples/tiers.toml")
         unknown = sorted(set(table) - known)
         if unknown:
             raise SfscError(f"{path}: tier {i + 1} has unknown keys {unknown}; allowed: {sorted(known)}")
         if "name" not in table or "width" not in table:
             raise SfscError(f"{path}: tier {i + 1} needs a name and a width")
+        _check_types(table, f"{path}: tier {i + 1}")
         try:
             tiers.append(Tier(**table))
         except TypeError as exc:

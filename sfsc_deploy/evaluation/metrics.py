@@ -5,8 +5,8 @@ the *values* of its negatives in place (numpy's SIMD sort, about 7x faster than 
 always builds indices) and binary-search each true match into them: the k-th best match sits at rank
 ``(#negatives scoring higher) + k``. The gallery is grouped by pid once, so a query's same-pid entries
 are one contiguous slice and no ``queries x gallery`` label masks are built. Ties between a true match
-and a negative are resolved in favour of the match (optimistic and independent of gallery order;
-real-valued features practically never tie).
+and a negative are resolved *against* the match (pessimistic and independent of gallery order): a
+degenerate model whose features all tie (e.g. all zero) must score at the bottom, never at 100.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _match_ranks(
     best = sims.gather(1, cols).masked_fill_(~good, neg_inf).sort(dim=1, descending=True).values
     sims.scatter_(1, cols, neg_inf)  # true matches and junk never outrank anything
     _sort_rows_inplace(sims, pool, parts)
-    above = sims.shape[1] - torch.searchsorted(sims, best, right=True)
+    above = sims.shape[1] - torch.searchsorted(sims, best, right=False)  # negatives scoring >= the match
     return above + torch.arange(1, cols.shape[1] + 1)
 
 

@@ -44,7 +44,7 @@ class FileFormat:
 
 CHECKPOINT = FileFormat(
     "sfsc-deploy/checkpoint",
-    1,
+    2,  # 2: the header carries its own sha256
     "checkpoint",
     "is not an sfsc-deploy checkpoint",
     "create one with `sfsc-deploy init` or `sfsc-deploy train`",

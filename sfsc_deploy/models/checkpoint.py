@@ -7,6 +7,7 @@ producing wrong features.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ def save(net: SwitchableNet, path: str | os.PathLike, *, force: bool = True, **m
         "content_sha256": tensor_digest(tensors),
         "extra": metadata,
     }
+    header["header_sha256"] = header_digest(header)
     data = st_save(tensors, metadata={METADATA_KEY: json.dumps(header)})
     return write_bytes(path, data, force=force)
 
@@ -100,7 +102,21 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         header = json.loads(meta[METADATA_KEY])
     except json.JSONDecodeError:
         raise SfscError(f"{path} has damaged sfsc-deploy metadata; re-create the checkpoint") from None
-    return dict(CHECKPOINT.check(header, path))
+    header = dict(CHECKPOINT.check(header, path))
+    # format 2 on: the header is covered too (a flipped byte in the stored mean would otherwise
+    # change every feature and still pass); format 1 files predate the header digest
+    if header["format_version"] >= 2 and header.get("header_sha256") != header_digest(header):
+        raise SfscError(
+            f"{path} is corrupt: header checksum mismatch (its metadata changed after it was "
+            f"written); re-create or re-download it"
+        )
+    return header
+
+
+def header_digest(header: dict[str, Any]) -> str:
+    """sha256 of the header's canonical JSON, without the digest itself."""
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def read_config(path: str | os.PathLike, header: dict[str, Any] | None = None) -> NetConfig:
@@ -108,10 +124,10 @@ def read_config(path: str | os.PathLike, header: dict[str, Any] | None = None) -
     header = header or read_header(path)
     try:
         return NetConfig.from_dict(header["config"])
-    except SfscError:
-        raise
-    except Exception as exc:
-        raise SfscError(f"{path} has an invalid network config ({exc}); re-create it") from None
+    except Exception as exc:  # missing or mistyped fields, values out of bounds
+        raise SfscError(
+            f"{path} has an invalid network config ({str(exc).splitlines()[0][:160]}); re-create it"
+        ) from None
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> SwitchableNet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,6 +14,14 @@ ARCH_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2")
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75)  # the narrow widths; 1.0 is always added
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# bounds on sizes a file may declare, checked before anything is allocated: far above any real
+# re-id model, far below what would exhaust a machine
+MAX_WIDTH_MULT = 8.0
+MAX_INPUT_SIDE = 4096
+MAX_FEATURE_DIM = 65536
+MAX_CLASSES = 10_000_000
 
 
 @dataclass
@@ -39,16 +48,24 @@ class ArchOptions:
         self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
-        if not self.width_mult > 0:
-            raise SfscError(f"width_mult must be > 0, got {self.width_mult}")
+        if not 0 < self.width_mult <= MAX_WIDTH_MULT:
+            raise SfscError(f"width_mult must be in (0, {MAX_WIDTH_MULT}], got {self.width_mult}")
         if self.last_stride not in (1, 2):
             raise SfscError(f"last_stride must be 1 or 2, got {self.last_stride}")
-        if self.divisor < 1:
-            raise SfscError(f"divisor must be >= 1, got {self.divisor}")
-        if len(self.input_size) != 2 or min(self.input_size) < 16:
-            raise SfscError(f"input_size must be (height, width) >= 16 each, got {self.input_size}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise SfscError("mean and std need three values each, std > 0")
+        if not 1 <= self.divisor <= 1024:
+            raise SfscError(f"divisor must be in [1, 1024], got {self.divisor}")
+        if len(self.input_size) != 2 or not all(16 <= v <= MAX_INPUT_SIDE for v in self.input_size):
+            raise SfscError(
+                f"input_size must be (height, width), each in [16, {MAX_INPUT_SIDE}], got {self.input_size}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise SfscError("mean and std need three values each")
+        if not all(math.isfinite(v) and -10 <= v <= 10 for v in self.mean) or not all(
+            math.isfinite(v) and 1e-3 <= v <= 10 for v in self.std
+        ):
+            raise SfscError(
+                f"mean must be finite in [-10, 10] and std in [1e-3, 10], got {self.mean}, {self.std}"
+            )
 
 
 @dataclass
@@ -63,8 +80,11 @@ class NetConfig:
     def __post_init__(self) -> None:
         self.widths = parse_widths(self.widths)
         self.calibrated_widths = sorted({normalize_width(w) for w in self.calibrated_widths})
-        if self.feature_dim < 1 or self.num_classes < 1:
-            raise SfscError("feature_dim and num_classes must be positive")
+        if not (1 <= self.feature_dim <= MAX_FEATURE_DIM and 1 <= self.num_classes <= MAX_CLASSES):
+            raise SfscError(
+                f"feature_dim must be in [1, {MAX_FEATURE_DIM}] and num_classes in [1, {MAX_CLASSES}], "
+                f"got {self.feature_dim} and {self.num_classes}"
+            )
 
     @property
     def all_widths(self) -> list[float]:

@@ -74,6 +74,26 @@ SPLITS = ("gallery", "query", "train")
 DTYPES = ("float32", "float16")
 
 
+def check_features(features: np.ndarray, source: str) -> None:
+    """Refuse features no search can use: non-finite ones, or all (near) zero.
+
+    NaN weights or a damaged normalisation give NaN features, and an all-zero gallery ties every
+    candidate; written to disk, either would be searched as if it were real.
+    """
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        raise SfscError(
+            f"the {source} gave non-finite features for {int((~finite).sum())} of {len(features)} images "
+            f"(NaN/inf weights or a damaged checkpoint); nothing was written; re-train or re-export the model"
+        )
+    norms = np.linalg.norm(features.astype(np.float64), axis=1)
+    if len(norms) and float(np.median(norms)) < 1e-6:
+        raise SfscError(
+            f"the {source} gave (near) zero features (median norm {float(np.median(norms)):.1e}), which "
+            f"cannot rank anything; nothing was written; check the model (an untrained BatchNorm?)"
+        )
+
+
 def extract_gallery(
     extractor,  # retrieval.extractors.FeatureExtractor
     splits,  # data.ReidSplits
@@ -92,6 +112,7 @@ def extract_gallery(
         raise SfscError(f"--dtype {dtype!r} must be one of {', '.join(DTYPES)}")
     bank = build_bank(getattr(splits, split), extractor.info.input_size, split=split, progress=progress)
     features = extractor.features(bank.images, batch_size=batch_size, progress=progress, description=split)
+    check_features(features, f"{extractor.info.runtime} model (width {extractor.info.width:g})")
     meta = {**extractor.info.to_dict(), "dataset": splits.name, "split": split, "dtype": dtype}
     return Gallery(
         features.astype(dtype), bank.pids.numpy(), bank.camids.numpy(), np.asarray(bank.paths), meta

@@ -401,3 +401,14 @@ def test_bench_profile_plan(ck, tmp_path, capsys):
     assert code == 2 and "--batches" in err
     code, _, err = run(capsys, "bench", "--out", str(tmp_path / "none"))
     assert code == 2 and "nothing to benchmark" in err
+
+
+def test_extract_refuses_nan_weights_and_writes_nothing(ck, tmp_path, capsys):
+    net = checkpoint.load(ck)
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    bad = checkpoint.save(net, tmp_path / "nan.safetensors")
+    out = tmp_path / "g.npz"
+    code, _, err = run(capsys, "extract", "--checkpoint", str(bad), "--out", str(out))
+    assert code == 2 and "non-finite features" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() and not list(tmp_path.glob(".g.npz*"))

@@ -38,11 +38,36 @@ def write(tmp_path, text):
         ('[[tier]]\nname = "a"\nwidth = 0.5\nbatch = [8, 1, 4]\n', "batch"),
         ('[[tier]]\nname = "a b"\nwidth = 0.5\n', "name"),
         ('[[tier]]\nname = "a"\nwidth = 0.5\n[[tier]]\nname = "a"\nwidth = 1.0\n', "unique"),
+        # types are exact: a string is not a bool, a bool is not a number
+        (
+            '[[tier]]\nname = "a"\nwidth = 0.5\nnormalize = "false"\n',
+            "normalize must be true or false, got str",
+        ),
+        (
+            '[[tier]]\nname = "a"\nwidth = 0.5\nbake_preprocess = "no"\n',
+            "bake_preprocess must be true or false",
+        ),
+        ('[[tier]]\nname = "a"\nwidth = 0.5\nnormalize = 1\n', "normalize must be true or false, got int"),
+        ('[[tier]]\nname = "a"\nwidth = true\n', "width must be a number, got bool"),
+        ('[[tier]]\nname = "a"\nwidth = "0.5"\n', "width must be a number"),
+        ('[[tier]]\nname = "a"\nwidth = nan\n', "width must be finite"),
+        ("[[tier]]\nname = 7\nwidth = 0.5\n", "name must be a string"),
+        ('[[tier]]\nname = "a"\nwidth = 0.5\nthreads = 2.5\n', "threads must be an integer"),
+        ('[[tier]]\nname = "a"\nwidth = 0.5\nthreads = -1\n', "threads must be in"),
+        ('[[tier]]\nname = "a"\nwidth = 0.5\nbatch = [1, "8", 32]\n', "three integers"),
+        ('[[tier]]\nname = "a"\nwidth = 0.5\nbatch = 4\n', "batch must be a list"),
+        ('[[tier]]\nname = "a"\nwidth = 0.5\nlatency_budget_ms = inf\n', "latency_budget_ms must be finite"),
+        ("tier = [1, 2]\n", "not a table"),
     ],
 )
 def test_bad_tier_files_are_one_line(tmp_path, text, message):
     with pytest.raises(SfscError, match=message):
         load_tiers(write(tmp_path, text))
+
+
+def test_a_directory_in_place_of_the_file(tmp_path):
+    with pytest.raises(SfscError, match="is a directory"):
+        load_tiers(tmp_path)
 
 
 def test_missing_file(tmp_path):

@@ -27,7 +27,7 @@ def reference_evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, ranks=(1, 5, 
         matches = pids == q_pids[i]
         if not matches.any():
             continue  # no true match left: the query is skipped
-        order = np.lexsort((~matches, -sims))  # by similarity, descending; matches first on ties
+        order = np.lexsort((matches, -sims))  # by similarity, descending; matches last on ties
         hits = matches[order]
         positions = np.flatnonzero(hits) + 1  # 1-based rank of every true match
         precisions = [(k + 1) / pos for k, pos in enumerate(positions)]

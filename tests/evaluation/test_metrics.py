@@ -43,7 +43,7 @@ def test_matches_reference_on_random_problems(seed):
 
 
 def test_matches_reference_with_ties():
-    """±1 features of one norm give exact, heavily tied similarities; matches win ties in both."""
+    """±1 features of one norm give exact, heavily tied similarities; matches lose ties in both."""
     rng = np.random.default_rng(7)
     qf = rng.choice([-1.0, 1.0], size=(30, 4))
     gf = rng.choice([-1.0, 1.0], size=(200, 4))
@@ -125,3 +125,17 @@ def test_bad_inputs_raise_one_line_errors():
         with pytest.raises(SfscError) as err:
             case()
         assert "\n" not in str(err.value)
+
+
+def test_all_zero_features_rank_at_the_bottom_not_the_top():
+    """Every score ties: a degenerate model must not get mAP 100 / rank-1 100 (ties count against it)."""
+    rng = np.random.default_rng(3)
+    q_pids, g_pids = np.arange(10), np.repeat(np.arange(10), 5)
+    got = evaluate(
+        np.zeros((10, 8)), np.zeros((50, 8)), q_pids, g_pids, np.zeros(10, int), np.ones(50, int), ranks=RANKS
+    )
+    assert got.cmc[1] == 0.0 and got.mAP < 15, got
+    # the same gallery with real features ranks its matches first
+    gf = rng.normal(size=(50, 8))
+    qf = gf[::5] + 0.01 * rng.normal(size=(10, 8))
+    assert evaluate(qf, gf, q_pids, g_pids, np.zeros(10, int), np.ones(50, int), ranks=RANKS).cmc[1] == 100.0

@@ -118,3 +118,71 @@ def test_save_without_force_refuses_existing(saved):
     net, path = saved
     with pytest.raises(SfscError, match="--force"):
         checkpoint.save(net, path, force=False)
+
+
+def _rewrite_header(path, edit) -> None:
+    """Rewrite the sfsc-deploy header in place (an attacker or a careless tool would)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()[checkpoint.METADATA_KEY])
+    edit(header)
+    save_file(load_file(str(path)), str(path), metadata={checkpoint.METADATA_KEY: json.dumps(header)})
+
+
+def test_a_flipped_byte_in_the_header_is_caught(saved):
+    _, saved = saved
+    """0.485 → 0.985 in the stored normalisation mean changes every feature: refused, not used."""
+    data = saved.read_bytes()
+    assert data.count(b"0.485") == 1
+    saved.write_bytes(data.replace(b"0.485", b"0.985"))
+    with pytest.raises(SfscError, match="header checksum mismatch"):
+        checkpoint.load(saved)
+    with pytest.raises(SfscError, match="header checksum mismatch"):
+        checkpoint.read_header(saved)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("feature_dim", 10**10, "feature_dim must be in"),
+        ("num_classes", -3, "num_classes in"),
+        ("widths", "many", "invalid network config"),
+        ("options.input_size", [60000, 30000], "input_size must be"),
+        ("options.mean", [float("nan"), 0.4, 0.4], "mean must be finite"),
+        ("options.std", [0.0, 0.2, 0.2], "std in"),
+        ("options.width_mult", -1, "width_mult must be"),
+        ("options", "none", "invalid network config"),
+    ],
+)
+def test_impossible_header_values_are_refused_before_allocating(saved, field, value, message):
+    """Even with a matching header digest (recomputed, as a forger would), sizes are bounded first."""
+    _, saved = saved
+
+    def edit(header):
+        target = header["config"]
+        *parents, leaf = field.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+        header["header_sha256"] = checkpoint.header_digest(header)
+
+    _rewrite_header(saved, edit)
+    with pytest.raises(SfscError, match=message) as info:
+        checkpoint.load(saved)
+    assert str(saved) in str(info.value)
+
+
+def test_format_1_checkpoints_without_a_header_digest_still_load(saved, images):
+    _, saved = saved
+    def edit(header):
+        header["format_version"] = 1
+        del header["header_sha256"]
+
+    before = checkpoint.load(saved)
+    _rewrite_header(saved, edit)
+    after = checkpoint.load(saved)
+    assert torch.equal(before.eval()(images), after.eval()(images))

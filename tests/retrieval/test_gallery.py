@@ -54,3 +54,18 @@ def test_rows_must_agree(tmp_path):
     with pytest.raises(SfscError, match="one row per image"):
         save_gallery(g, tmp_path / "g.npz")
     assert not (tmp_path / "g.npz").exists()
+
+
+def test_non_finite_or_zero_features_are_never_written():
+    import numpy as np
+
+    from sfsc_deploy.retrieval.gallery import check_features
+
+    good = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    check_features(good, "test model")
+    nan = good.copy()
+    nan[2, 1] = np.nan
+    with pytest.raises(SfscError, match="non-finite features for 1 of 6 images"):
+        check_features(nan, "test model")
+    with pytest.raises(SfscError, match="zero features"):
+        check_features(np.zeros((6, 4), np.float32), "test model")
