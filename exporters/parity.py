@@ -58,6 +58,7 @@ class Parity:
     mean_cosine: float
     tolerance: Tolerance
     passed: bool
+    degenerate: str | None = None  # why the outputs cannot be compared at all, when they cannot
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,15 +77,28 @@ class Parity:
         )
 
 
+# below this feature norm a model's output is numerically meaningless (cosines are noise)
+DEGENERATE_NORM = 1e-6
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, precision: str = "fp32") -> Parity:
     tol = tolerance_for(precision)
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(candidate, dtype=np.float64)
     if ref.shape != out.shape or ref.ndim != 2 or len(ref) == 0:
         raise UserError(f"features of shape {out.shape} cannot be compared with {ref.shape}")
-    if not np.isfinite(out).all():
-        nan = float("nan")
-        return Parity(precision, len(ref), nan, nan, nan, nan, nan, tol, False)
+    nan = float("nan")
+    for name, feats in (("reference (PyTorch)", ref), ("exported", out)):
+        if not np.isfinite(feats).all():
+            why = f"the {name} features contain NaN or inf"
+            return Parity(precision, len(ref), nan, nan, nan, nan, nan, tol, False, why)
+    median_norm = float(np.median(np.linalg.norm(ref, axis=1)))
+    if median_norm < DEGENERATE_NORM:
+        why = (
+            f"the reference (PyTorch) features are (near) zero, median norm {median_norm:.1e}: the model's "
+            f"output vanishes, so no export can be checked against it"
+        )
+        return Parity(precision, len(ref), nan, nan, nan, nan, nan, tol, False, why)
     diff = np.abs(out - ref)
     scale = max(float(np.abs(ref).max()), 1e-12)
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)

@@ -245,8 +245,7 @@ def _export_one(
     )
     if not parity.passed:
         raise SfscError(
-            f"tier {tier.name!r} failed its {tier.precision} parity check (min cos {parity.min_cosine:.5f}, "
-            f"max abs {parity.max_abs:.2e}); nothing was written — try fp32 or more calibration images"
+            f"tier {tier.name!r} failed its {tier.precision} parity check: {_parity_hint(parity)}"
         )
     return Artifact(
         file=path.name,
@@ -260,6 +259,24 @@ def _export_one(
         parity=parity,
         parity_images_from=images.source,
         tier_settings=tier,
+    )
+
+
+def _parity_hint(parity) -> str:
+    """What went wrong and what to do, true for the case at hand."""
+    if parity.degenerate:
+        return (
+            f"{parity.degenerate}; nothing was written — train the model, or re-estimate its BatchNorm "
+            f"(`sfsc-deploy slice --calibrate IMAGES`)"
+        )
+    figures = f"min cos {parity.min_cosine:.5f}, max abs {parity.max_abs:.2e}; nothing was written"
+    if parity.precision == "int8":
+        return f"{figures} — give it more --calibration-images, or use fp32 for this tier"
+    if parity.precision == "fp16":
+        return f"{figures} — use fp32 for this tier"
+    return (
+        f"{figures} — the fp32 graph disagrees with PyTorch, which is a bug: report it with the "
+        f"checkpoint and the tier (--debug shows the details)"
     )
 
 

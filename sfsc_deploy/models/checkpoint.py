@@ -163,8 +163,17 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Switcha
 def create(
     config: NetConfig, path: str | os.PathLike, *, seed: int = 0, force: bool = False
 ) -> SwitchableNet:
-    """Write a freshly initialised network (seeded), to try the pipeline before training."""
+    """Write a freshly initialised network (seeded), to try the pipeline before training.
+
+    Its BatchNorm statistics are estimated from random images at every width, so its eval-mode
+    features neither vanish nor explode and every width exports and passes parity.
+    """
+    from exporters.files import check_overwrite
+    from sfsc_deploy.models.calibration import fresh_statistics
+
+    check_overwrite(path, force)
     torch.manual_seed(seed)
     net = build_from_config(config)
-    save(net, path, force=force, initialised_only=True, seed=seed)
+    fresh_statistics(net, seed=seed)
+    save(net.eval(), path, force=force, initialised_only=True, seed=seed)
     return net

@@ -11,6 +11,7 @@ Method: docs/method.md §1.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -127,7 +128,11 @@ class SwitchableConv2d(Switchable):
         k = spec.kernel
         self.weight = nn.Parameter(torch.empty(c_out, c_in // groups, k, k))
         self.bias = nn.Parameter(torch.zeros(c_out)) if spec.bias else None
-        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        # He fan-out init. torch's own fan-out ignores groups (a depthwise 3×3 over C channels counts
+        # C·9 outputs per input instead of 9), which shrinks every depthwise layer's signal by ~√C
+        # and made a fresh MobileNetV2's eval features vanish (~1e-8); identical for groups = 1
+        fan_out = (c_out // groups) * k * k
+        nn.init.normal_(self.weight, std=math.sqrt(2.0 / fan_out))
 
     def _tensors(self, width: float) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         c_in, c_out, groups = self.spec.shape_at(width, self.divisor)

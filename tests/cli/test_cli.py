@@ -412,3 +412,38 @@ def test_extract_refuses_nan_weights_and_writes_nothing(ck, tmp_path, capsys):
     code, _, err = run(capsys, "extract", "--checkpoint", str(bad), "--out", str(out))
     assert code == 2 and "non-finite features" in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists() and not list(tmp_path.glob(".g.npz*"))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "mobilenet_v2", "shufflenet_v2"])
+def test_a_fresh_network_exports_at_every_width(arch, tmp_path, capsys):
+    """`init` is the way to try the pipeline before training: every width of it must export and
+    pass fp32 parity, so its eval-mode signal must neither vanish nor explode."""
+    ck = tmp_path / "ck.safetensors"
+    options = ["--width-mult", "0.25", "--input-size", "64x32", "--feature-dim", "32", "--num-classes", "10"]
+    code, _, err = run(
+        capsys, "init", "--arch", arch, "--widths", "0.25,0.5,0.75", *options, "--out", str(ck)
+    )
+    assert code == 0, err
+    tiers = tmp_path / "tiers.toml"
+    tiers.write_text(
+        "".join(f'[[tier]]\nname = "w{i}"\nwidth = {w}\n' for i, w in enumerate([0.25, 0.5, 0.75, 1.0]))
+    )
+    out = tmp_path / "exp"
+    code, _, err = run(
+        capsys,
+        "export",
+        "--checkpoint",
+        str(ck),
+        "--tiers",
+        str(tiers),
+        "--out",
+        str(out),
+        "--calibration-images",
+        "32",
+        "--parity-images",
+        "16",
+    )
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["artifacts"]) == 4
+    assert all(a["parity"]["passed"] for a in manifest["artifacts"])

@@ -43,3 +43,24 @@ def test_bad_inputs_are_errors():
         compare(features(), features(n=5))
     with pytest.raises(SfscError, match="precision"):
         compare(features(), features(), "int4")
+
+
+def test_degenerate_outputs_are_named_not_compared():
+    zero = compare(np.zeros((4, 8)), np.zeros((4, 8)), "fp32")
+    assert not zero.passed and "(near) zero" in zero.degenerate
+    nan = np.ones((4, 8))
+    nan[1, 2] = np.nan
+    assert "exported features contain NaN" in compare(np.ones((4, 8)), nan, "fp32").degenerate
+    assert compare(np.eye(4, 8), np.eye(4, 8), "fp32").degenerate is None
+
+
+def test_every_parity_hint_is_true_for_its_case():
+    from sfsc_deploy.deploy.export import _parity_hint
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(6, 8))
+    bad = {p: compare(ref, rng.normal(size=(6, 8)), p) for p in ("fp32", "fp16", "int8")}
+    assert "calibration" not in _parity_hint(bad["fp32"]) and "bug" in _parity_hint(bad["fp32"])
+    assert "use fp32" in _parity_hint(bad["fp16"]) and "calibration" not in _parity_hint(bad["fp16"])
+    assert "--calibration-images" in _parity_hint(bad["int8"])
+    assert "train the model" in _parity_hint(compare(np.zeros((6, 8)), ref, "int8"))

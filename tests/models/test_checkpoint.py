@@ -178,6 +178,7 @@ def test_impossible_header_values_are_refused_before_allocating(saved, field, va
 
 def test_format_1_checkpoints_without_a_header_digest_still_load(saved, images):
     _, saved = saved
+
     def edit(header):
         header["format_version"] = 1
         del header["header_sha256"]
