@@ -80,6 +80,18 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
 
+def _config_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: saved → now`` for every model option that differs (options flattened)."""
+    changes = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += _config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a} → {b}")
+    return changes
+
+
 class Trainer:
     def __init__(
         self,
@@ -127,6 +139,12 @@ class Trainer:
         if not ck.exists():
             raise SfscError(f"cannot resume: no {CHECKPOINT} in {self.run_dir}; start without --resume")
         saved = checkpoint.load(ck)
+        changed = _config_changes(saved.config.to_dict(), self.net.config.to_dict())
+        if changed:
+            raise SfscError(
+                f"cannot resume {self.run_dir}: it was started with another model "
+                f"({'; '.join(changed)}); use the same model options or a new --out"
+            )
         self.net.load_state_dict(saved.state_dict())
         info = load_state(state, self.optimizer)
         # through from_dict, so a run saved before an option existed compares with that option's default

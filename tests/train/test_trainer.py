@@ -177,3 +177,34 @@ def test_validation_split_comes_from_training_identities(small_data, tmp_path):
     assert net.config.num_classes == small_data.num_classes - 3
     val = checkpoint.read_header(result.networks[1.0])["extra"]["training"]["val"]
     assert "mAP/0.25->1" in val and all(0 <= v <= 100 for v in val.values())
+
+
+@pytest.mark.parametrize(
+    "arch, widths, feature_dim, options, named",
+    [
+        ("resnet18", "0.25,0.5", 16, {"input_size": (96, 48)}, "options.input_size"),
+        ("resnet18", "0.25,0.5", 32, {}, "feature_dim: 16 → 32"),
+        ("resnet18", "0.5", 16, {}, "widths"),
+        ("mobilenet_v2", "0.25,0.5", 16, {}, "arch: resnet18 → mobilenet_v2"),
+    ],
+)
+def test_resume_with_another_model_is_refused(small_data, tmp_path, arch, widths, feature_dim, options, named):
+    """The final checkpoint would otherwise claim a model (e.g. an input size) it was not trained as."""
+    from dataclasses import replace
+
+    run(small_data, tmp_path, epochs=1)
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(SfscError, match="another model") as info:
+        train(
+            small_data,
+            arch,
+            widths,
+            TrainConfig(**{**CFG, "epochs": 1}),
+            tmp_path / "run",
+            feature_dim=feature_dim,
+            options=replace(TINY_OPTIONS, **options),
+            progress=False,
+            resume=True,
+        )
+    assert named in str(info.value)
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
