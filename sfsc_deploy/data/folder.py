@@ -31,11 +31,11 @@ def camera_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _identities(folder: Path) -> dict[str, list[Path]]:
+def _identities(folder: Path, data_root: Path) -> dict[str, list[Path]]:
     """Identity folder name → its image files (recursive), identities without images left out."""
     out = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        images = list_images(sub)
+        images = list_images(sub, within=data_root)  # a symlink out of --data reads nothing
         if images:
             out[sub.name] = images
     return out
@@ -65,7 +65,7 @@ def load_folder_dataset(root: str | Path, test_fraction: float = 1 / 3) -> ReidS
     if not root.is_dir():
         raise SfscError(f"dataset folder {root} not found; check the --data path")
     if all((root / s).is_dir() for s in SPLIT_DIRS):
-        groups = {s: _identities(root / s) for s in SPLIT_DIRS}
+        groups = {s: _identities(root / s, root) for s in SPLIT_DIRS}
         for s, ids in groups.items():
             if not ids:
                 raise SfscError(
@@ -75,7 +75,7 @@ def load_folder_dataset(root: str | Path, test_fraction: float = 1 / 3) -> ReidS
         recs, _ = _records(groups)
         train, num_classes = relabel(recs["train"])
         return ReidSplits("folder", train, recs["query"], recs["gallery"], num_classes)
-    ids = _identities(root)
+    ids = _identities(root, root)
     if not ids:
         raise SfscError(
             f"folder: no identity folders with images in {root}; expected {root}/<identity>/*.jpg "

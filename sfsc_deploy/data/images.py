@@ -14,23 +14,41 @@ from sfsc_deploy.data.transforms import resize
 from sfsc_deploy.errors import SfscError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# a re-id crop is a few hundred pixels a side; anything declaring more than this is skipped as
+# unreadable before it is decoded (a 27 KB PNG can declare 15000×15000)
+MAX_IMAGE_PIXELS = 40_000_000
 
 
-def list_images(root: str | Path) -> list[Path]:
+def inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, with every symlink resolved, lies within ``root`` (resolved)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def list_images(root: str | Path, *, within: str | Path | None = None) -> list[Path]:
+    """Image files under ``root``; none whose real location is outside ``within`` (default ``root``):
+    a symlinked file or folder pointing out of the data root is never read."""
     root = Path(root)
     if not root.exists():
         raise SfscError(f"image folder {root} not found; check the path")
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    fence = Path(within) if within is not None else root
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and inside(fence, p)
+    )
 
 
 def read_image(path: str | Path) -> torch.Tensor | None:
-    """uint8 [3, H, W], or None when the file is not a readable image."""
+    """uint8 [3, H, W], or None when the file is not a readable image (or declares too many pixels)."""
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                return None
             array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 

@@ -101,3 +101,29 @@ def test_folder_errors(tmp_path):
     _jpg(tmp_path / "b" / "x.jpg")
     with pytest.raises(SfscError, match="test_fraction"):
         load_folder_dataset(tmp_path, test_fraction=1.0)
+
+
+def test_symlinks_out_of_the_data_root_are_never_read(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "secret"
+    for ident in ("a", "b", "c", "d", "e", "f"):
+        for name in ("1_c1.jpg", "2_c2.jpg"):
+            _jpg(data / ident / name)
+    for name in ("1_c1.jpg", "2_c2.jpg"):
+        _jpg(outside / "intruder" / name)
+    (data / "g").symlink_to(outside / "intruder", target_is_directory=True)  # an identity folder
+    (data / "a" / "3_c1.jpg").symlink_to(outside / "intruder" / "1_c1.jpg")  # one image
+    s = load_folder_dataset(data, test_fraction=1 / 3)
+    every = [Path(r.path) for r in s.train + s.query + s.gallery]
+    assert len(every) == 12
+    assert all(p.resolve().is_relative_to(data.resolve()) for p in every)
+
+
+def test_a_decompression_bomb_is_skipped_not_fatal(tmp_path):
+    """A tiny PNG that declares 15000×15000 pixels is counted as unreadable, never decoded."""
+    from sfsc_deploy.data.images import load_folder
+
+    Image.new("L", (15000, 15000)).save(tmp_path / "bomb.png", optimize=True)
+    _jpg(tmp_path / "ok.jpg")
+    assert (tmp_path / "bomb.png").stat().st_size < 1_000_000
+    images, bad = load_folder(tmp_path, (16, 8), (0.5,) * 3, (0.5,) * 3)
+    assert images.shape[0] == 1 and bad == 1
