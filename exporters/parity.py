@@ -7,6 +7,7 @@ advice: tight for fp32, looser for fp16, looser again for int8.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -44,7 +45,11 @@ def tolerance_for(precision: str, **overrides: float | None) -> Tolerance:
         raise UserError(
             f"unknown tolerance {sorted(unknown)}; valid: {sorted(Tolerance.__dataclass_fields__)}"
         )
-    return replace(TOLERANCES[precision], **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for name, value in given.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise UserError(f"tolerance {name} must be a finite number >= 0, got {value}")
+    return replace(TOLERANCES[precision], **given)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from exporters.parity import TOLERANCES
+from exporters.parity import TOLERANCES, tolerance_for
 from sfsc_deploy.cli.options import DataOpt, ForceOpt, FormatOpt, SynthSeedOpt, app, dataset, out
 from sfsc_deploy.retrieval.gallery import DTYPES, SPLITS
 
@@ -93,6 +93,12 @@ def verify(
     from exporters.files import check_overwrite, write_text
     from sfsc_deploy.retrieval.verify import verify_artifact
 
+    tolerance = {
+        "max_map_drop": max_map_drop,
+        "max_rank1_drop": max_rank1_drop,
+        "min_top1_agreement": min_top1_agreement,
+    }
+    tolerance_for("fp32", **tolerance)  # impossible values are refused before anything is read
     inputs = [model, gallery_path, checkpoint_path, data]
     if out_path is not None:
         check_overwrite(out_path, force, inputs)
@@ -101,11 +107,7 @@ def verify(
         gallery_path,
         dataset(data, fmt, synthetic_seed),
         checkpoint=checkpoint_path,
-        tolerance={
-            "max_map_drop": max_map_drop,
-            "max_rank1_drop": max_rank1_drop,
-            "min_top1_agreement": min_top1_agreement,
-        },
+        tolerance=tolerance,
         threads=threads,
         progress=True,
     )

@@ -34,9 +34,7 @@ def list_images(root: str | Path, *, within: str | Path | None = None) -> list[P
         return [root]
     fence = Path(within) if within is not None else root
     return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and inside(fence, p)
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and inside(fence, p)
     )
 
 

@@ -6,6 +6,7 @@ Torch-free: ``sfsc-deploy plan`` runs on the deployment host and should answer a
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,8 +117,10 @@ def plan_width(
     matrix=None,
 ) -> Plan:
     """The widest width whose latency at ``percentile`` meets ``budget_ms`` on the profiled device."""
-    if budget_ms <= 0:
-        raise SfscError("--budget-ms must be positive")
+    if not 0 < budget_ms < math.inf:
+        raise SfscError(f"--budget-ms must be a positive finite number, got {budget_ms}")
+    if not 0 < percentile <= 100:
+        raise SfscError(f"--percentile must be in (0, 100], got {percentile}")
     entries = [e for e in table.entries if e.batch == batch]
     if not entries:
         have = sorted({e.batch for e in table.entries})

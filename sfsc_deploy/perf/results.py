@@ -7,6 +7,7 @@ median, p90, p95, p99, max) per inference of one batch, throughput in images/s.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -30,8 +31,19 @@ class BenchSettings:
     def __post_init__(self) -> None:
         if not self.batches or min(self.batches) < 1 or not self.threads or min(self.threads) < 1:
             raise SfscError("batch sizes and thread counts must be >= 1")
-        if self.warmup < 0 or self.iters < 1 or (self.seconds is not None and self.seconds <= 0):
-            raise SfscError("need --warmup >= 0, --iters >= 1 and --seconds > 0")
+        if (
+            self.warmup < 0
+            or self.iters < 1
+            or (self.seconds is not None and not 0 < self.seconds < math.inf)
+        ):
+            raise SfscError("need --warmup >= 0, --iters >= 1 and a finite --seconds > 0")
+        if max(self.threads) > 1024 or max(self.batches) > 65536:
+            raise SfscError("thread counts must be <= 1024 and batch sizes <= 65536")
+        if not self.provider.endswith("ExecutionProvider"):
+            raise SfscError(
+                f"--provider {self.provider!r} is not an onnxruntime execution provider name "
+                f"(e.g. CPUExecutionProvider, CUDAExecutionProvider)"
+            )
         if self.cpus is not None:
             available = os.sched_getaffinity(0)
             missing = sorted(set(self.cpus) - available)

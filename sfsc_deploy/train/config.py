@@ -82,8 +82,6 @@ class TrainConfig:
                 raise SfscError(
                     f"--{name.replace('_', '-')} {value!r} is not known; choose one of: {', '.join(valid)}"
                 )
-        if self.epochs < 1 or self.batch_ids < 2 or self.batch_k < 1:
-            raise SfscError("need --epochs >= 1, --batch-ids >= 2 and --batch-k >= 1")
         if self.sampler == "random" and needs_identity_pairs(self.loss):
             raise SfscError(
                 "--sampler random gives batches with almost no same-identity pairs, which the "
@@ -91,8 +89,35 @@ class TrainConfig:
             )
         if self.offset_init is not None and not math.isfinite(self.offset_init):
             raise SfscError(f"--offset-init must be a finite number, got {self.offset_init}")
-        if not self.lr > 0 or not self.offset_lr > 0:
-            raise SfscError(f"--lr and --offset-lr must be > 0, got {self.lr} and {self.offset_lr}")
+        inf = math.inf
+        ranges = [  # (option, value, low, high, low inclusive): refused before any work, never mid-run
+            ("lr", self.lr, 0, 10, False),
+            ("offset-lr", self.offset_lr, 0, 10, False),
+            ("weight-decay", self.weight_decay, 0, 1, True),
+            ("momentum", self.momentum, 0, 1, True),
+            ("kl-weight", self.kl_weight, 0, 1e3, True),
+            ("evidence-clamp", self.evidence_clamp, 0, 88, False),
+            ("asym-margin", self.asym_margin, -1, 1, True),
+            ("label-smoothing", self.label_smoothing, 0, 0.999, True),
+            ("triplet-margin", self.triplet_margin, 0, 10, True),
+            ("warmup-epochs", self.warmup_epochs, 0, self.epochs, True),
+            ("flip", self.flip, 0, 1, True),
+            ("erasing", self.erasing, 0, 1, True),
+            ("pad", self.pad, 0, 1024, True),
+            ("kl-anneal-epochs", self.kl_anneal_epochs, 0, inf, True),
+            ("val-ids", self.val_ids, 0, inf, True),
+            ("epochs", self.epochs, 1, 100_000, True),
+            ("batch-ids", self.batch_ids, 2, 100_000, True),
+            ("batch-k", self.batch_k, 1, 100_000, True),
+        ]
+        for name, value, low, high, closed in ranges:
+            ok = isinstance(value, int | float) and math.isfinite(value) and value <= high
+            ok = ok and (value >= low if closed else value > low)
+            if not ok:
+                bound = f"[{low}, {high}]" if closed else f"({low}, {high}]"
+                raise SfscError(f"--{name} must be a finite number in {bound}, got {value}")
+        if not all(isinstance(m, int | float) and 0 < m < 1 for m in self.milestones):
+            raise SfscError(f"milestones must be fractions of the run in (0, 1), got {self.milestones}")
 
     @property
     def switchable(self) -> bool:

@@ -447,3 +447,50 @@ def test_a_fresh_network_exports_at_every_width(arch, tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["artifacts"]) == 4
     assert all(a["parity"]["passed"] for a in manifest["artifacts"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--lr", "inf"], "--lr must be a finite number"),
+        (["train", "--kl-weight", "nan"], "--kl-weight must be a finite number"),
+        (["train", "--erasing", "5"], "--erasing must be a finite number in [0, 1]"),
+        (["train", "--weight-decay", "-1"], "--weight-decay must be"),
+        (["train", "--warmup-epochs", "-1"], "--warmup-epochs must be"),
+        (["train", "--width-mult", "-1"], "width_mult must be in"),
+        (["bench", "--threads", "-1"], "thread counts must be >= 1"),
+        (["bench", "--provider", "Bogus"], "not an onnxruntime execution provider"),
+        (["bench", "--seconds", "inf"], "finite --seconds"),
+        (["plan", "--table", "t.json", "--budget-ms", "nan"], "--budget-ms must be a positive finite"),
+        (
+            ["verify", "--model", "m.onnx", "--gallery", "g.npz", "--max-map-drop", "nan"],
+            "finite number >= 0",
+        ),
+    ],
+)
+def test_impossible_option_values_are_refused_up_front(ck, tmp_path, capsys, argv, message):
+    """One line and exit 2 before any work: no run folder, no file, nothing discovered mid-run."""
+    if argv[0] == "plan":
+        table = tmp_path / "t.json"
+        run(
+            capsys,
+            "profile",
+            "--checkpoint",
+            str(ck),
+            "--out",
+            str(table),
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--batches",
+            "1",
+        )
+        argv = ["plan", "--table", str(table), *argv[3:]]
+    out = tmp_path / "out"
+    extra = {"train": ["--out", str(out)], "bench": ["--checkpoint", str(ck), "--out", str(out)]}.get(
+        argv[0], []
+    )
+    code, _, err = run(capsys, *argv, *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -188,7 +188,9 @@ def test_validation_split_comes_from_training_identities(small_data, tmp_path):
         ("mobilenet_v2", "0.25,0.5", 16, {}, "arch: resnet18 → mobilenet_v2"),
     ],
 )
-def test_resume_with_another_model_is_refused(small_data, tmp_path, arch, widths, feature_dim, options, named):
+def test_resume_with_another_model_is_refused(
+    small_data, tmp_path, arch, widths, feature_dim, options, named
+):
     """The final checkpoint would otherwise claim a model (e.g. an input size) it was not trained as."""
     from dataclasses import replace
 
