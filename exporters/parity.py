@@ -47,8 +47,10 @@ def tolerance_for(precision: str, **overrides: float | None) -> Tolerance:
         )
     given = {k: v for k, v in overrides.items() if v is not None}
     for name, value in given.items():
-        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-            raise UserError(f"tolerance {name} must be a finite number >= 0, got {value}")
+        high = 1.0 if name.startswith("min_") else math.inf  # cosines and shares are at most 1
+        if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= high):
+            bound = "in [0, 1]" if high == 1.0 else ">= 0"
+            raise UserError(f"tolerance {name} must be a finite number {bound}, got {value}")
     return replace(TOLERANCES[precision], **given)
 
 

@@ -103,6 +103,9 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     except json.JSONDecodeError:
         raise SfscError(f"{path} has damaged sfsc-deploy metadata; re-create the checkpoint") from None
     header = dict(CHECKPOINT.check(header, path))
+    for key, kind in (("content_sha256", str), ("family_id", str), ("config", dict), ("extra", dict)):
+        if not isinstance(header.get(key), kind):
+            raise SfscError(f"{path} has a damaged header ({key} missing or mistyped); re-create it")
     # format 2 on: the header is covered too (a flipped byte in the stored mean would otherwise
     # change every feature and still pass); format 1 files predate the header digest
     if header["format_version"] >= 2 and header.get("header_sha256") != header_digest(header):

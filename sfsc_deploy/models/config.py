@@ -96,6 +96,58 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetConfig:
+        """From a file: every field's type is checked exactly (true is not 1, "8" is not 8)."""
+        if not isinstance(data, dict):
+            raise SfscError(f"the network config must be a table, got {type(data).__name__}")
         data = dict(data)
-        options = ArchOptions(**data.pop("options", {}))
-        return cls(options=options, **data)
+        options = data.pop("options", {})
+        if not isinstance(options, dict):
+            raise SfscError(f"options must be a table, got {type(options).__name__}")
+        _check_types(data, _NET_TYPES)
+        _check_types(options, _OPTION_TYPES)
+        return cls(options=ArchOptions(**options), **data)
+
+
+_INT, _NUM, _SEQ = "an integer", "a number", "a list"
+_NET_TYPES = {
+    "arch": "a string",
+    "widths": _SEQ,
+    "feature_dim": _INT,
+    "num_classes": _INT,
+    "calibrated_widths": _SEQ,
+}
+_OPTION_TYPES = {
+    "width_mult": _NUM,
+    "last_stride": _INT,
+    "divisor": _INT,
+    "input_size": _SEQ,
+    "mean": _SEQ,
+    "std": _SEQ,
+    "neck_bias": "true or false",
+}
+
+
+def _is(value: Any, wanted: str) -> bool:
+    if wanted == "true or false":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if wanted == _INT:
+        return isinstance(value, int)
+    if wanted == _NUM:
+        return isinstance(value, int | float)
+    if wanted == _SEQ:
+        return isinstance(value, list | tuple) and all(_is(v, _NUM) for v in value)
+    return isinstance(value, str)
+
+
+def _check_types(data: dict[str, Any], types: dict[str, str]) -> None:
+    unknown = sorted(set(data) - set(types))
+    if unknown:
+        raise SfscError(f"unknown fields {unknown}")
+    for key, value in data.items():
+        if not _is(value, types[key]):
+            shown = repr(value)[:40]
+            raise SfscError(
+                f"{key} must be {types[key]}{' of numbers' if types[key] == _SEQ else ''}, got {shown}"
+            )

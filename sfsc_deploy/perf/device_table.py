@@ -54,6 +54,12 @@ class DeviceTable:
         except (json.JSONDecodeError, UnicodeDecodeError):
             data = None
         DEVICE_TABLE.check(data, path)
+        shape = {"device": dict, "settings": dict, "entries": list}
+        wrong = [k for k, kind in shape.items() if not isinstance(data.get(k), kind)]
+        if wrong or not all(isinstance(e, dict) for e in data["entries"]):
+            raise SfscError(
+                f"{path} is a damaged device table ({', '.join(wrong) or 'entries'}); {DEVICE_TABLE.fix}"
+            )
         try:
             return cls(
                 device=dict(data["device"]),

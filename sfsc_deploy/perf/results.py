@@ -39,7 +39,7 @@ class BenchSettings:
             raise SfscError("need --warmup >= 0, --iters >= 1 and a finite --seconds > 0")
         if max(self.threads) > 1024 or max(self.batches) > 65536:
             raise SfscError("thread counts must be <= 1024 and batch sizes <= 65536")
-        if not self.provider.endswith("ExecutionProvider"):
+        if not isinstance(self.provider, str) or not self.provider.endswith("ExecutionProvider"):
             raise SfscError(
                 f"--provider {self.provider!r} is not an onnxruntime execution provider name "
                 f"(e.g. CPUExecutionProvider, CUDAExecutionProvider)"
@@ -122,7 +122,21 @@ class BenchResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BenchResult:
-        return cls(**{**data, "latency_ms": Latency(**data["latency_ms"])})
+        """From a file: numbers must be numbers (not strings, booleans or NaN) before any comparison."""
+        latency = data["latency_ms"]
+        if not isinstance(latency, Mapping):
+            raise ValueError("latency_ms must be a table")
+        numbers = {
+            **{f"latency_ms.{k}": v for k, v in latency.items()},
+            "width": data.get("width"),
+            "batch": data.get("batch"),
+            "threads": data.get("threads"),
+            "throughput": data.get("throughput"),
+        }
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        return cls(**{**data, "latency_ms": Latency(**latency)})
 
 
 def results_markdown(results: list[BenchResult]) -> str:

@@ -198,7 +198,9 @@ def test_train_bad_options_are_one_line(tmp_path, capsys):
     assert code == 2 and "networks.json" in err
 
 
-def test_export_extract_verify(ck, tmp_path, capsys):
+def test_export_extract_verify(trained_checkpoint, tmp_path, capsys):
+    """int8 needs a trained model: an untrained one's features are noise that int8 cannot keep."""
+    ck = trained_checkpoint
     exp = tmp_path / "exp"
     code, out, err = run(
         capsys,
@@ -220,7 +222,7 @@ def test_export_extract_verify(ck, tmp_path, capsys):
     assert code == 0, err
     manifest = json.loads((exp / "manifest.json").read_text())
     artifact = exp / manifest["artifacts"][0]["file"]
-    assert artifact.name == "resnet18_w0.25_int8.onnx" and artifact.exists()
+    assert artifact.name.endswith("_w0.25_int8.onnx") and artifact.exists()
     gallery = tmp_path / "g.npz"
     code, out, err = run(capsys, "extract", "--checkpoint", str(ck), "--out", str(gallery))
     assert code == 0 and "features" in out, err
@@ -229,8 +231,10 @@ def test_export_extract_verify(ck, tmp_path, capsys):
     code, out, err = run(capsys, *args, "--checkpoint", str(ck), "--out", str(report))
     assert code == 0 and "verify: PASS" in out, out + err
     assert json.loads(report.read_text())["passed"] is True
-    code, out, _ = run(capsys, *args, "--checkpoint", str(ck), "--max-map-drop", "-100")
-    assert code == 1 and "verify: FAIL" in out  # a failed check is exit 1, not an error
+    # a failed check is exit 1, not an error: int8 never keeps every nearest neighbour here
+    assert json.loads(report.read_text())["top1_agreement"] < 1.0
+    code, out, _ = run(capsys, *args, "--checkpoint", str(ck), "--min-top1-agreement", "1")
+    assert code == 1 and "verify: FAIL" in out
     q = tmp_path / "q.npz"
     code, out, err = run(
         capsys, "extract", "--model", str(artifact), "--split", "query", "--dtype", "float16", "--out", str(q)
