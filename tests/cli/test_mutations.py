@@ -135,22 +135,30 @@ def test_mutated_checkpoint_headers(valid, tmp_path, forged):
     for path, value in mutations(header):
         if path == ("header_sha256",) and forged:
             continue
+        if not forged and value not in (REMOVE, "x"):
+            continue  # the digest refuses any change alike; removal and one retype per field suffice
         bad = mutated(header, path, value)
         if forged and isinstance(bad, dict):
             bad["header_sha256"] = checkpoint.header_digest(bad)
         ck = tmp_path / "ck.safetensors"
         write_checkpoint(ck, tensors, bad)
         label = f"{'/'.join(map(str, path))} = {'<removed>' if value is REMOVE else repr(value)}"
-        commands = [["info", str(ck), "--json"]]
-        if forged and cli(*commands[0])[0] == 0:  # what info accepts must also survive slicing
-            commands.append(
-                ["slice", "--checkpoint", str(ck), "--width", "0.25", "--out", str(tmp_path / "o"), "--force"]
-            )
-        for argv in commands:
-            code, err = cli(*argv)
-            outcome.check(code, err, f"{argv[0]} {label}")
-            if not forged:
-                assert code == 2, f"{argv[0]} accepted a damaged header: {label}"
+        code, err = cli("info", str(ck), "--json")
+        outcome.check(code, err, f"info {label}")
+        if not forged:
+            assert code == 2, f"info accepted a damaged header: {label}"
+        elif code == 0 and path[0] == "config":  # an accepted model change must also survive slicing
+            argv = [
+                "slice",
+                "--checkpoint",
+                str(ck),
+                "--width",
+                "0.25",
+                "--out",
+                str(tmp_path / "o"),
+                "--force",
+            ]
+            outcome.check(*cli(*argv), f"slice {label}")
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".sfsc")) <= [
             "ck.safetensors",
             "o",
@@ -160,7 +168,7 @@ def test_mutated_checkpoint_headers(valid, tmp_path, forged):
         f"checkpoint header mutations ({'forged' if forged else 'damaged'}): "
         f"{outcome.tried} runs, {outcome.refused} refused"
     )
-    assert outcome.tried > 250
+    assert outcome.tried > 50
 
 
 def test_truncated_and_byte_flipped_checkpoints(valid, tmp_path):
@@ -187,6 +195,8 @@ def test_mutated_device_tables(valid, tmp_path):
     table["entries"] = table["entries"][:1]  # every entry has the same fields: mutating one covers them
     outcome = Outcome()
     for path, value in mutations(table):
+        if path[0] == "device" and len(path) > 1 and value is not REMOVE:
+            continue  # free text about the machine: its removal is enough
         bad = mutated(table, path, value)
         target = tmp_path / "device.json"
         target.write_text(json.dumps(bad))
