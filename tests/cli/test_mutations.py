@@ -9,7 +9,6 @@ traceback; the input file is never changed and nothing is written outside the ou
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -20,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from sfsc_deploy.models import checkpoint
 from tests.cli.test_cli import TINY
+from tests.cli.test_outputs import snapshot
 
 pytestmark = pytest.mark.slow  # several hundred command runs
 
@@ -52,14 +52,6 @@ def mutated(tree, path, value):
     else:
         target[path[-1]] = value
     return tree
-
-
-def files_under(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in folder.rglob("*")
-        if p.is_file()
-    }
 
 
 class Outcome:
@@ -131,7 +123,7 @@ def test_mutated_checkpoint_headers(valid, tmp_path, forged):
     would): the schema and the bounds must still hold, or the file must work."""
     source = valid["checkpoint"]
     header, tensors = header_of(source), load_file(str(source))
-    before, outcome = files_under(source.parent), Outcome()
+    before, outcome = snapshot(source.parent), Outcome()
     for path, value in mutations(header):
         if path == ("header_sha256",) and forged:
             continue
@@ -163,7 +155,7 @@ def test_mutated_checkpoint_headers(valid, tmp_path, forged):
             "ck.safetensors",
             "o",
         ]
-    assert files_under(source.parent) == before
+    assert snapshot(source.parent) == before
     print(
         f"checkpoint header mutations ({'forged' if forged else 'damaged'}): "
         f"{outcome.tried} runs, {outcome.refused} refused"
