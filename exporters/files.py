@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -92,13 +94,51 @@ def _check_owned(path: Path) -> None:
         )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # exists (another user's) or not a pid we can judge: leave its files alone
+    return True
+
+
+def sweep_stale(path: Path) -> None:
+    """Remove what a killed writer of ``path`` left beside it: temp files and folders (and a moved
+    old copy) named with a process id that no longer runs. A live writer's files are kept."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:old-(\d+)|(\d+)\..*\.tmp)$")
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in siblings:
+        m = pattern.match(entry.name)
+        if not m or _alive(int(m.group(1) or m.group(2))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."  # the pid lets a later run tell a killed writer's leftovers
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, force: bool = True, inputs: Inputs = ()) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Without ``force`` the final step never replaces a file that appeared meanwhile (another run
+    writing the same output): that run wins and this one fails with one line.
+    """
     path = Path(path)
     check_overwrite(path, force, inputs)
     _check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a normal file follows umask
@@ -106,7 +146,16 @@ def atomic_path(path: str | os.PathLike, force: bool = True, inputs: Inputs = ()
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        if force:
+            os.replace(tmp_path, path)
+        else:
+            try:
+                os.link(tmp_path, path)  # atomic and never clobbers, unlike rename
+            except FileExistsError:
+                raise UserError(
+                    f"{path} appeared while this command ran (another run writing it?); nothing was "
+                    "replaced; pass --force or choose another path"
+                ) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -138,29 +187,93 @@ def check_output_dir(path: str | os.PathLike, force: bool, inputs: Inputs = ()) 
 
 
 @contextlib.contextmanager
+def output_lock(path: Path) -> Iterator[None]:
+    """Hold ``path`` for this process alone while it is written; a second writer fails at once.
+
+    An advisory lock on a hidden ``.NAME.lock`` beside it, removed when done (the lock dies with
+    a killed process). Without ``fcntl`` (Windows) the ``filelock`` package does the same but
+    leaves its lock file.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    busy = UserError(
+        f"another sfsc-deploy command is writing {path} right now; wait for it to finish or choose "
+        "another --out"
+    )
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(str(lock), timeout=0):
+                yield
+        except Timeout:
+            raise busy from None
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino  # not a file its last holder removed
+        except (BlockingIOError, FileNotFoundError):
+            same = False
+        if not same:
+            raise busy
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)  # while still held, so nobody locks a removed file and thinks it theirs
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, force: bool = False, inputs: Inputs = ()) -> Iterator[Path]:
     """Yield a temporary directory; it replaces ``path`` as a whole only if the block succeeds.
 
     Never onto an input or a folder holding one; onto a non-empty folder only with ``force`` and
-    only when everything in it was written there by sfsc-deploy (its ``OWNED`` list).
+    only when everything in it was written there by sfsc-deploy (its ``OWNED`` list). One writer at
+    a time (``output_lock``); a killed writer's leftovers are removed first.
     """
     path = Path(path)
     check_output_dir(path, force, inputs)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        yield tmp
-        (tmp / OWNED).write_text(json.dumps({"entries": _listing(tmp)}, indent=1) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with output_lock(path):
+        check_output_dir(path, force, inputs)  # again, now that nobody else can be writing it
+        sweep_stale(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+        try:
+            yield tmp
+            (tmp / OWNED).write_text(json.dumps({"entries": _listing(tmp)}, indent=1) + "\n")
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def json_text(data: object, indent: int | None = 2) -> str:
+    """Strict JSON for every file we write: NaN and inf become null, never the bare ``NaN`` that
+    other JSON readers reject."""
+
+    def clean(value: object) -> object:
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):
+            value = value.item()  # numpy scalars: json cannot write them, and a float32 NaN hides there
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), indent=indent, allow_nan=False, ensure_ascii=False, default=str) + "\n"
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -65,10 +65,23 @@ class OrtModel:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(exc).strip().splitlines()[0][:160]
             raise UserError(f"onnxruntime cannot load {self.path} ({first}); re-export it") from None
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        inp = self.session.get_inputs()[0]
+        try:
+            self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        except UnicodeDecodeError:
+            raise UserError(f"{self.path} has damaged metadata (not UTF-8 text); re-export it") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or not outputs or inputs[0].type not in ("tensor(uint8)", "tensor(float)"):
+            raise UserError(
+                f"{self.path} takes {len(inputs)} input(s) ({', '.join(i.type for i in inputs) or 'none'}) "
+                f"and gives {len(outputs)} output(s); an sfsc-deploy model takes one uint8 or float image "
+                "tensor and gives features — re-export it"
+            )
+        inp = inputs[0]
         self.input_name = inp.name
         self.input_uint8 = inp.type == "tensor(uint8)"
+        # static sizes as ints, dynamic ones as None: checked against the metadata by the caller
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
+        self.output_shape = tuple(d if isinstance(d, int) else None for d in outputs[0].shape)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         want = np.uint8 if self.input_uint8 else np.float32

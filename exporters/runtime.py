@@ -25,6 +25,8 @@ class Runner(Protocol):
     metadata: dict[str, str]
     input_uint8: bool
     max_batch: int | None  # None: any
+    input_shape: tuple[int | None, ...]  # None marks a dynamic size
+    output_shape: tuple[int | None, ...]
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray: ...
 
@@ -44,3 +46,23 @@ def open_runner(
 
         return TrtModel(p)
     raise UserError(f"{p}: unknown model type {p.suffix!r}; pass an .onnx or .engine file")
+
+
+def check_layout(
+    runner: Runner, input_size: tuple[int, int], feature_dim: int, bake_preprocess: bool
+) -> None:
+    """The graph must take and give what its metadata declares, or a copied description is lying."""
+    h, w = input_size
+    want = (None, h, w, 3) if bake_preprocess else (None, 3, h, w)
+    shape = runner.input_shape
+    fits = len(shape) == 4 and all(g is None or v is None or g == v for g, v in zip(shape, want, strict=True))
+    out = runner.output_shape
+    out_fits = len(out) == 2 and out[1] in (None, feature_dim)
+    if runner.input_uint8 != bake_preprocess or not fits or not out_fits:
+        layout = "uint8 [N, H, W, 3]" if bake_preprocess else "float32 [N, 3, H, W]"
+        given = "uint8" if runner.input_uint8 else "float"
+        raise UserError(
+            f"{runner.path}'s graph takes {given} {list(shape)} and gives "
+            f"{list(out)}, but its metadata declares {layout} at {h}x{w} and {feature_dim}-d features; "
+            "the metadata does not describe this model — re-export it"
+        )

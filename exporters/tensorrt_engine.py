@@ -17,7 +17,7 @@ import numpy as np
 from exporters.onnx_export import INPUT, OUTPUT, read_metadata
 
 from .errors import UserError
-from .files import atomic_path, file_sha256, write_text
+from .files import atomic_path, file_sha256, json_text, write_text
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SIDECAR_SUFFIX = ".json"
@@ -154,7 +154,7 @@ def build_engine(
         "workspace_mb": options.workspace_mb,
         "source_onnx_sha256": file_sha256(onnx_path),
     }
-    write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2) + "\n")
+    write_text(sidecar_path(engine_path), json_text(sidecar))
     return sidecar
 
 
@@ -184,6 +184,8 @@ class TrtModel:
         self.context = self.engine.create_execution_context()
         self.input_uint8 = self.engine.get_tensor_dtype(INPUT) == trt.DataType.UINT8
         self.max_batch = int(self.metadata["batch_profile"][2])
+        self.input_shape = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(INPUT))
+        self.output_shape = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(OUTPUT))
         self._torch = torch
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

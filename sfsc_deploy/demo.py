@@ -6,14 +6,13 @@ small settings and writes one report that links everything it produced.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from exporters.files import write_text
+from exporters.files import json_text, write_text
 from sfsc_deploy.errors import SfscError
 
 DEFAULT_OUT = Path("sfsc-demo")
@@ -118,7 +117,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
     for name, rep in reports:
         write_text(
             out / "verify" / f"{Path(name).stem}.json",
-            json.dumps(rep.to_dict(), indent=2, default=str) + "\n",
+            json_text(rep.to_dict()),
         )
 
     lines = [

@@ -8,6 +8,7 @@ no torch, so ``--help`` and ``plan`` answer at once.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from sfsc_deploy import __version__
@@ -32,3 +33,23 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(f"error: {exc}", markup=False)
         sys.exit(2)
+    except OSError as exc:  # the machine, not the code: a full disk, a vanished file, no permission
+        if debug:
+            raise
+        err.print(f"error: {os_error_line(exc)}", markup=False)
+        sys.exit(2)
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system failure (outputs are written to temp names, so the one
+    being written when it struck is removed, never left half-written)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in _NO_SPACE:
+        return (
+            f"no space left to write{where}: {exc.strerror or exc}; the unfinished output was removed — "
+            "free space or choose another --out"
+        )
+    return f"{exc.strerror or exc}{where}"

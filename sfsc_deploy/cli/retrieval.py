@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -90,7 +89,7 @@ def verify(
     force: ForceOpt = False,
 ) -> None:
     """Check an artifact against a gallery and its PyTorch reference; exit 0 on pass, 1 on fail."""
-    from exporters.files import check_overwrite, write_text
+    from exporters.files import check_overwrite, json_text, write_text
     from sfsc_deploy.retrieval.verify import verify_artifact
 
     tolerance = {
@@ -119,7 +118,7 @@ def verify(
     out.print(table)
     out.print(report.summary())
     if out_path is not None:
-        text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+        text = json_text(report.to_dict())
         write_text(out_path, text, force=force, inputs=inputs)
     out.print("verify: PASS" if report.passed else "verify: FAIL")
     if not report.passed:

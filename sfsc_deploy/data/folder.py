@@ -23,11 +23,17 @@ from sfsc_deploy.errors import SfscError
 
 _CAMERA = re.compile(r"(?<![A-Za-z])c(\d+)")
 SPLIT_DIRS = ("train", "query", "gallery")
+MAX_CAMERA_DIGITS = 9  # keeps every id far inside int64
 
 
 def camera_of(name: str) -> int | None:
     """Camera id from a file name, or None when it has no ``c<digits>`` token."""
     m = _CAMERA.search(Path(name).stem)
+    if m and len(m.group(1)) > MAX_CAMERA_DIGITS:
+        raise SfscError(
+            f"{name}: camera number c{m.group(1)[:12]}… has more than {MAX_CAMERA_DIGITS} digits; "
+            "rename the file (cameras are small integers)"
+        )
     return int(m.group(1)) if m else None
 
 

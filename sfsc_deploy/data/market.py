@@ -15,7 +15,8 @@ from sfsc_deploy.data.images import IMAGE_SUFFIXES
 from sfsc_deploy.data.records import Record, ReidSplits, heldout_splits, relabel
 from sfsc_deploy.errors import SfscError
 
-_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+# at most 9 digits each: ids stay far inside int64 (a longer number is a name that does not parse)
+_NAME = re.compile(r"^(-?\d{1,9})_c(\d{1,9})(?!\d)")
 HELDOUT_TEST_FRACTION = 251 / 751  # 751 training identities → 500 train, 251 test
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from exporters.files import atomic_dir, check_output_dir, file_sha256
+from exporters.files import atomic_dir, check_output_dir, file_sha256, json_text
 from exporters.metadata import ModelInfo
 from exporters.parity import Parity
 from sfsc_deploy import __version__
@@ -307,5 +307,5 @@ def export_tiers(
             feature_dim=net.config.feature_dim,
             artifacts=[_export_one(net, t, tmp, images, settings, source_sha, console) for t in tiers],
         )
-        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        (tmp / MANIFEST).write_text(json_text(manifest.to_dict()))
     return manifest

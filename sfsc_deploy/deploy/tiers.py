@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.schema import check_types
 from sfsc_deploy.switchable.channels import normalize_width
 
 FORMATS = ("onnx", "tensorrt")
@@ -65,32 +66,6 @@ DEFAULT_TIERS = (
 )
 
 
-# the exact TOML type of every field: "false" (a string) is not false, and 1 is not true
-_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a string"),
-    "width": ((int, float), "a number"),
-    "format": ((str,), "a string"),
-    "precision": ((str,), "a string"),
-    "batch": ((list,), "a list of three integers"),
-    "threads": ((int,), "an integer"),
-    "latency_budget_ms": ((int, float), "a number"),
-    "normalize": ((bool,), "true or false"),
-    "bake_preprocess": ((bool,), "true or false"),
-}
-
-
-def _check_types(table: dict, where: str) -> None:
-    for key, value in table.items():
-        allowed, wanted = _FIELD_TYPES[key]
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise SfscError(f"{where}: {key} must be {wanted}, got {type(value).__name__} {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SfscError(f"{where}: {key} must be finite, got {value}")
-    batch = table.get("batch", [])
-    if any(isinstance(b, bool) or not isinstance(b, int) for b in batch):
-        raise SfscError(f"{where}: batch must be three integers [min, opt, max], got {batch!r}")
-
-
 def load_tiers(path: str | os.PathLike) -> list[Tier]:
     """``[[tier]]`` tables, each with the fields of :class:`Tier`; names must be unique."""
     path = Path(path)
@@ -115,7 +90,7 @@ def load_tiers(path: str | os.PathLike) -> list[Tier]:
             raise SfscError(f"{path}: tier {i + 1} has unknown keys {unknown}; allowed: {sorted(known)}")
         if "name" not in table or "width" not in table:
             raise SfscError(f"{path}: tier {i + 1} needs a name and a width")
-        _check_types(table, f"{path}: tier {i + 1}")
+        check_types(table, Tier, f"{path}: tier {i + 1}")  # "false" is not false, 1 is not true
         try:
             tiers.append(Tier(**table))
         except TypeError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from exporters.files import check_overwrite, write_text
+from exporters.files import check_overwrite, json_text, write_text
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
 
@@ -105,7 +105,7 @@ def write_matrix_report(
         "all_pass": matrix.all_pass(),
         "extra": extra or {},
     }
-    write_text(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text(paths["json"], json_text(payload))
     write_text(paths["md"], f"# {title}\n\n{matrix_markdown(matrix)}")
     _heatmap(matrix, paths["png"], title)
     return paths

@@ -6,7 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from exporters.metadata import MAX_FEATURE_DIM, MAX_INPUT_SIDE
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.schema import check_types
 from sfsc_deploy.switchable.channels import DEFAULT_DIVISOR, normalize_width, parse_widths
 
 # the architectures models.architectures.ARCHS builds, named without importing torch
@@ -19,8 +21,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # bounds on sizes a file may declare, checked before anything is allocated: far above any real
 # re-id model, far below what would exhaust a machine
 MAX_WIDTH_MULT = 8.0
-MAX_INPUT_SIDE = 4096
-MAX_FEATURE_DIM = 65536
 MAX_CLASSES = 10_000_000
 
 
@@ -103,51 +103,6 @@ class NetConfig:
         options = data.pop("options", {})
         if not isinstance(options, dict):
             raise SfscError(f"options must be a table, got {type(options).__name__}")
-        _check_types(data, _NET_TYPES)
-        _check_types(options, _OPTION_TYPES)
+        check_types(data, cls, "network config", skip=("options",))
+        check_types(options, ArchOptions, "options")
         return cls(options=ArchOptions(**options), **data)
-
-
-_INT, _NUM, _SEQ = "an integer", "a number", "a list"
-_NET_TYPES = {
-    "arch": "a string",
-    "widths": _SEQ,
-    "feature_dim": _INT,
-    "num_classes": _INT,
-    "calibrated_widths": _SEQ,
-}
-_OPTION_TYPES = {
-    "width_mult": _NUM,
-    "last_stride": _INT,
-    "divisor": _INT,
-    "input_size": _SEQ,
-    "mean": _SEQ,
-    "std": _SEQ,
-    "neck_bias": "true or false",
-}
-
-
-def _is(value: Any, wanted: str) -> bool:
-    if wanted == "true or false":
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if wanted == _INT:
-        return isinstance(value, int)
-    if wanted == _NUM:
-        return isinstance(value, int | float)
-    if wanted == _SEQ:
-        return isinstance(value, list | tuple) and all(_is(v, _NUM) for v in value)
-    return isinstance(value, str)
-
-
-def _check_types(data: dict[str, Any], types: dict[str, str]) -> None:
-    unknown = sorted(set(data) - set(types))
-    if unknown:
-        raise SfscError(f"unknown fields {unknown}")
-    for key, value in data.items():
-        if not _is(value, types[key]):
-            shown = repr(value)[:40]
-            raise SfscError(
-                f"{key} must be {types[key]}{' of numbers' if types[key] == _SEQ else ''}, got {shown}"
-            )

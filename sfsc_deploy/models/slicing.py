@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from exporters.files import atomic_dir
+from exporters.files import atomic_dir, json_text
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.headers import SLICED
 from sfsc_deploy.models import FeatureNet, NetConfig, SwitchableNet, build_plain
@@ -90,7 +90,7 @@ def save_sliced(
     tensors = {k: v.detach().cpu().contiguous() for k, v in twin.state_dict().items()}
     with atomic_dir(out_dir, force=force, inputs=inputs) as tmp:
         save_file(tensors, str(tmp / WEIGHTS))
-        (tmp / DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
+        (tmp / DESCRIPTION).write_text(json_text(description))
     return Path(out_dir)
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from exporters.files import write_text
+from exporters.files import json_text, write_text
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.headers import DEVICE_TABLE
 from sfsc_deploy.perf.results import BenchResult, BenchSettings
@@ -42,7 +42,7 @@ class DeviceTable:
         }
 
     def save(self, path: str | os.PathLike, *, force: bool = True, inputs=()) -> Path:
-        return write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", force=force, inputs=inputs)
+        return write_text(path, json_text(self.to_dict()), force=force, inputs=inputs)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DeviceTable:

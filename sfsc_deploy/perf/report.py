@@ -7,7 +7,6 @@ evaluation matrix, ``accuracy_vs_latency.png``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from exporters.files import check_overwrite, write_text
+from exporters.files import check_overwrite, json_text, write_text
 from sfsc_deploy.perf.results import BenchResult, BenchSettings, results_markdown
 
 
@@ -72,7 +71,7 @@ def bench_report(
     if command is not None:
         report.command = command
     report.files = [
-        write_text(out / "bench.json", json.dumps(report.to_dict(), indent=2) + "\n"),
+        write_text(out / "bench.json", json_text(report.to_dict())),
         write_text(out / "bench.md", report.markdown()),
         latency_vs_width(report.results, out / "latency_vs_width.png"),
     ]

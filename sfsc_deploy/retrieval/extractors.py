@@ -16,7 +16,7 @@ import torch
 
 from exporters.graph import DeployGraph, graph_inputs
 from exporters.metadata import ModelInfo
-from exporters.runtime import Runner, open_runner
+from exporters.runtime import Runner, check_layout, open_runner
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.features import batch_slices
 
@@ -91,6 +91,7 @@ class ArtifactExtractor(FeatureExtractor):
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.info = ModelInfo.from_metadata(runner.metadata, runner.runtime, str(runner.path))
+        check_layout(runner, self.info.input_size, self.info.feature_dim, self.info.bake_preprocess)
         self.max_batch = runner.max_batch
 
     def run(self, images: torch.Tensor) -> np.ndarray:

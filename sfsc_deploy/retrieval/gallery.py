@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from exporters.files import atomic_path
+from exporters.metadata import MAX_FEATURE_DIM
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.headers import GALLERY
 
@@ -47,6 +49,7 @@ def save_gallery(gallery: Gallery, path: str | os.PathLike, *, force: bool = Tru
 
 
 def load_gallery(path: str | os.PathLike) -> Gallery:
+    """Read a gallery and check it against its schema: any damage is one line, never a wrong search."""
     path = Path(path)
     if not path.is_file():
         raise SfscError(f"gallery file {path} not found; create it with `sfsc-deploy extract`")
@@ -65,32 +68,72 @@ def load_gallery(path: str | os.PathLike) -> Gallery:
         raise SfscError(
             f"{path} is not a readable gallery file ({reason}); re-run `sfsc-deploy extract`"
         ) from None
-    if gallery.features.ndim != 2 or len(gallery.pids) != len(gallery.features):
-        raise SfscError(f"{path} is inconsistent (features {gallery.features.shape}); re-run extract")
+    problem = _schema_problem(gallery)
+    if problem:
+        raise SfscError(f"{path} is a damaged gallery file ({problem}); re-run `sfsc-deploy extract`")
+    check_features(
+        gallery.features, f"gallery file {path}", fix="re-run `sfsc-deploy extract` with a working model"
+    )
     return gallery
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _schema_problem(g: Gallery) -> str | None:
+    """What is wrong with a gallery's arrays and description, or None."""
+    f = g.features
+    if f.dtype.name not in DTYPES or f.ndim != 2 or not 1 <= f.shape[1] <= MAX_FEATURE_DIM:
+        return f"features are {f.dtype} {f.shape}, want float32/float16 [N, D] with D ≤ {MAX_FEATURE_DIM}"
+    for name in ("pids", "camids"):
+        a = getattr(g, name)
+        if a.dtype.kind not in "iu" or a.ndim != 1 or len(a) != len(f):
+            return f"{name} are {a.dtype} {a.shape}, want {len(f)} integers"
+    if g.paths.dtype.kind != "U" or g.paths.ndim != 1 or len(g.paths) != len(f):
+        return f"paths are {g.paths.dtype} {g.paths.shape}, want {len(f)} strings"
+    m = g.meta
+    if not isinstance(m.get("family_id"), str) or not m["family_id"]:
+        return "no family_id"
+    if not isinstance(m.get("feature_dim"), int) or isinstance(m.get("feature_dim"), bool):
+        return "feature_dim is not an integer"
+    if m["feature_dim"] != f.shape[1]:
+        return f"feature_dim {m['feature_dim']} but {f.shape[1]}-d features"
+    width = m.get("width")
+    if not _is_number(width) or not (math.isfinite(width) and 0 < width <= 1):
+        return f"width {width!r} is not in (0, 1]"
+    if not isinstance(m.get("normalized", False), bool):
+        return "normalized is not true/false"
+    return None
 
 
 SPLITS = ("gallery", "query", "train")
 DTYPES = ("float32", "float16")
 
 
-def check_features(features: np.ndarray, source: str) -> None:
+def check_features(features: np.ndarray, source: str, *, fix: str | None = None) -> None:
     """Refuse features no search can use: non-finite ones, or all (near) zero.
 
     NaN weights or a damaged normalisation give NaN features, and an all-zero gallery ties every
-    candidate; written to disk, either would be searched as if it were real.
+    candidate; written to disk, or read from it, either would be searched as if it were real.
+    ``fix`` replaces the default advice (for features about to be written).
     """
     finite = np.isfinite(features).all(axis=1)
     if not finite.all():
         raise SfscError(
-            f"the {source} gave non-finite features for {int((~finite).sum())} of {len(features)} images "
-            f"(NaN/inf weights or a damaged checkpoint); nothing was written; re-train or re-export the model"
+            f"the {source} gave non-finite features for {int((~finite).sum())} of {len(features)} images; "
+            + (
+                fix
+                or "nothing was written; re-train or re-export the model (NaN/inf weights or a damaged "
+                "checkpoint)"
+            )
         )
     norms = np.linalg.norm(features.astype(np.float64), axis=1)
     if len(norms) and float(np.median(norms)) < 1e-6:
         raise SfscError(
             f"the {source} gave (near) zero features (median norm {float(np.median(norms)):.1e}), which "
-            f"cannot rank anything; nothing was written; check the model (an untrained BatchNorm?)"
+            "cannot rank anything; "
+            + (fix or "nothing was written; check the model (an untrained BatchNorm?)")
         )
 
 

@@ -21,9 +21,17 @@ from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.metrics import evaluate
 from sfsc_deploy.evaluation.scores import RetrievalMetrics
 from sfsc_deploy.retrieval.extractors import FeatureExtractor
-from sfsc_deploy.retrieval.gallery import Gallery
+from sfsc_deploy.retrieval.gallery import Gallery, check_features
 
-NO_REFERENCE = "no --checkpoint: feature parity and retrieval drop were not checked"
+NO_REFERENCE = (
+    "no --checkpoint: the model's family and width are only declared by its own metadata, and "
+    "feature parity and retrieval drop were not checked; pass --checkpoint to prove them"
+)
+# how far the queries' nearest-gallery cosine rises from chance (the same features with their
+# dimensions shuffled) towards the gallery's own leave-one-out level: measured 0.88-1.01 for a
+# model's own widths and 0.00-0.28 for models of the same shape trained with another seed or
+# freshly initialised, given the same metadata (docs/robustness.md, row 36)
+MIN_NEIGHBOUR_GAIN = 0.5
 
 
 @dataclass
@@ -63,6 +71,42 @@ class VerifyReport:
         elif self.note:
             line += f"   ({self.note})"
         return line
+
+
+def nearest_cosine(a: np.ndarray, b: np.ndarray, skip: np.ndarray | None = None, chunk: int = 1024) -> float:
+    """Mean over rows of ``a`` of their highest cosine to a row of ``b``; row i never matches
+    ``b[skip[i]]`` (itself, when ``a`` is a sample of ``b``)."""
+    bn = torch.nn.functional.normalize(torch.from_numpy(b).float(), dim=1)
+    best = []
+    for start in range(0, len(a), chunk):
+        an = torch.nn.functional.normalize(torch.from_numpy(a[start : start + chunk]).float(), dim=1)
+        sim = an @ bn.T
+        if skip is not None:
+            sim[torch.arange(len(an)), torch.from_numpy(skip[start : start + chunk])] = -2.0
+        best.append(sim.max(dim=1).values)
+    return float(torch.cat(best).mean()) if best else float("nan")
+
+
+def neighbour_check(query: np.ndarray, gallery: np.ndarray, sample: int = 2000, shuffles: int = 5) -> Check:
+    """Do the artifact's features live in the gallery's space? What can be checked without a reference.
+
+    Queries of the gallery's own model find near neighbours about as close as gallery images find
+    each other (leave-one-out, on a fixed sample); features of another model, even one with the
+    same dimension and copied metadata, find them no closer than chance: the same features with
+    their dimensions shuffled.
+    """
+    name, limit = "query→gallery neighbours above chance", f"≥ {MIN_NEIGHBOUR_GAIN}"
+    if len(gallery) < 2 or not len(query):
+        return Check(name, "too few images", limit, False)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.permutation(len(gallery))[:sample])
+    own = nearest_cosine(gallery[rows], gallery, skip=rows)
+    real = nearest_cosine(query, gallery)
+    chance = float(
+        np.mean([nearest_cosine(query[:, rng.permutation(query.shape[1])], gallery) for _ in range(shuffles)])
+    )
+    gain = (real - chance) / (own - chance) if own > chance else float("nan")
+    return Check(name, f"{gain:.3f}", limit, bool(gain >= MIN_NEIGHBOUR_GAIN))
 
 
 def _top1(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
@@ -106,13 +150,20 @@ def verify(
     ]
     gf = gallery.features.astype(np.float32)
     qf = artifact.features(queries.images, progress=progress, description="artifact queries")
+    if qf.shape[1] != gf.shape[1]:
+        raise SfscError(
+            f"{artifact.info.source} declares {artifact.info.feature_dim}-d features but its graph "
+            f"gives {qf.shape[1]}-d ones; its metadata does not describe it — re-export it"
+        )
+    check_features(qf, f"{artifact.info.runtime} model {artifact.info.source}", fix="re-export it")
 
     def metrics(features: np.ndarray) -> RetrievalMetrics:
         return evaluate(features, gf, queries.pids, gallery.pids, queries.camids, gallery.camids)
 
     got = metrics(qf)
     report.artifact_metrics = got
-    if reference is None:
+    if reference is None:  # identity is only declared: check that the features fit the gallery's space
+        report.checks.append(neighbour_check(qf, gf))
         report.note = NO_REFERENCE
         return report
     rf = reference.features(queries.images, progress=progress, description="reference queries")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.schema import check_types
 from sfsc_deploy.losses.names import COMPAT_LOSSES, KL_VARIANTS, ORI_LOSSES
 
 SWITCHABLE_METHODS = COMPAT_LOSSES  # one switchable network, named by its sub-models' compatible loss
@@ -129,10 +130,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Keys missing from an older run take today's defaults; unknown keys mean a newer tool wrote it."""
+        if not isinstance(data, dict):
+            raise SfscError(f"training options must be a table, got {type(data).__name__}")
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise SfscError(
                 f"training options {', '.join(unknown)} are unknown to this sfsc-deploy; "
                 f"upgrade it to use this run"
             )
+        check_types(data, cls, "training options")
         return cls(**data)

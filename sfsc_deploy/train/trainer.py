@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from exporters.files import write_text
 from sfsc_deploy.data.bank import ImageBank
 from sfsc_deploy.data.sampler import PKSampler, RandomSampler
 from sfsc_deploy.data.transforms import TrainTransform
@@ -78,6 +79,28 @@ def _optimizer(
 
 def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+
+
+def _log_until(log: Path, epoch: int) -> list[str]:
+    """The log's lines up to ``epoch``: the interrupted epoch's are dropped, and so is a last line
+    cut off by the kill; a damaged line before it is an error, not something to drop silently."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            at = entry["epoch"]
+            if not isinstance(at, int) or isinstance(at, bool):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            if number == len(lines):
+                break
+            raise SfscError(
+                f"cannot resume: {log} line {number} is damaged; repair or delete that line"
+            ) from None
+        if at <= epoch:
+            kept.append(line)
+    return kept
 
 
 def _config_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
@@ -155,13 +178,8 @@ class Trainer:
             )
         self.start_epoch, self.step = info["epoch"] + 1, info["step"]
         log = self.run_dir / LOG
-        if log.exists():  # drop entries of the epoch that was interrupted
-            kept = [
-                line
-                for line in log.read_text().splitlines()
-                if line and json.loads(line)["epoch"] <= info["epoch"]
-            ]
-            log.write_text("".join(line + "\n" for line in kept))
+        if log.exists():
+            write_text(log, "".join(line + "\n" for line in _log_until(log, info["epoch"])))
 
     def _save(self, epoch: int, val: dict[str, Any] | None) -> None:
         training = {

@@ -24,6 +24,12 @@ from tests.cli.test_outputs import snapshot
 pytestmark = pytest.mark.slow  # several hundred command runs
 
 REMOVE = object()
+# a finished one-epoch run of a tiny model: resuming it loads everything and trains nothing
+RUN = [
+    *("--arch", "resnet18", "--width-mult", "0.25", "--input-size", "64x32", "--divisor", "4"),
+    *("--feature-dim", "16", "--widths", "0.5", "--epochs", "1", "--batch-ids", "2", "--batch-k", "2"),
+    "--no-plots",
+]
 VALUES = ["x", None, math.nan, -1, 10**12, [], True]
 
 
@@ -85,12 +91,41 @@ def cli(*argv: str) -> tuple[int, str]:
     return code, buffer.getvalue()
 
 
+def _folder_dataset(root: Path) -> Path:
+    """A tiny dataset in the folder layout, so every command that reads images answers at once."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, ids, per_id in (
+        ("train", range(6), 4),
+        ("query", range(6, 10), 2),
+        ("gallery", range(6, 10), 4),
+    ):
+        for pid in ids:
+            for k in range(per_id):
+                path = root / split / f"id{pid}" / f"img_c{k % 2 + (split == 'query') + 1}_{k}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pixels = rng.integers(0, 255, (64, 32, 3), dtype=np.uint8) // 4 + pid * 20
+                Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return root
+
+
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory) -> dict[str, Path]:
-    """A tiny checkpoint, the device table profiled from it, and a tier file."""
+    """A tiny checkpoint, its device table, ONNX export and gallery, a finished run, a tiny dataset."""
     folder = tmp_path_factory.mktemp("valid")
+    data = _folder_dataset(folder / "data")
     ck, table = folder / "ck.safetensors", folder / "device.json"
     assert cli("init", *TINY, "--out", str(ck))[0] == 0
+    argv = ["--checkpoint", str(ck), "--width", "0.25", "--out", str(folder / "exp"), "--data", str(data)]
+    code, err = cli("export", *argv, "--calibration-images", "8", "--parity-images", "4")
+    assert code == 0, err
+    onnx = folder / "exp" / "resnet18_w0.25_fp32.onnx"
+    code, err = cli("extract", "--model", str(onnx), "--data", str(data), "--out", str(folder / "g.npz"))
+    assert code == 0, err
+    code, err = cli("train", *RUN, "--data", str(data), "--out", str(folder / "run"))
+    assert code == 0, err
     code, err = cli(
         "profile",
         "--checkpoint",
@@ -105,7 +140,8 @@ def valid(tmp_path_factory) -> dict[str, Path]:
         "1",
     )
     assert code == 0, err
-    return {"checkpoint": ck, "table": table}
+    return {"checkpoint": ck, "table": table, "onnx": onnx, "gallery": folder / "g.npz", "data": data,
+            "run": folder / "run"}  # fmt: skip
 
 
 def header_of(path: Path) -> dict:
@@ -263,3 +299,197 @@ def test_mutated_tier_files(valid, tmp_path):
         outcome.check(code, err, f"export {label}")
     print(f"tier file mutations: {outcome.tried} runs, {outcome.refused} refused")
     assert outcome.tried > 40
+
+
+def _label(path, value) -> str:
+    return f"{'/'.join(map(str, path))} = {'<removed>' if value is REMOVE else repr(value)}"
+
+
+def _npz_arrays(path: Path) -> dict:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_mutated_galleries(valid, tmp_path):
+    """Every array removed, retyped, reshaped, cut short or poisoned with NaN/inf; every field of the
+    description mutated; the file truncated and byte-flipped. ``verify`` reads each."""
+    import numpy as np
+
+    arrays = _npz_arrays(valid["gallery"])
+    meta = json.loads(str(arrays["meta"]))
+    n, d = arrays["features"].shape
+    variants = []
+    for key, a in arrays.items():
+        variants.append((f"{key} removed", {k: v for k, v in arrays.items() if k != key}))
+        changes = {
+            "as text": np.asarray(a).astype(str),
+            "as float": np.zeros(a.shape, np.float64) if a.ndim else np.asarray(0.5),
+            "2-d": np.stack([a, a], axis=-1) if a.ndim else np.asarray([[1, 2]]),
+            "cut short": a[: max(len(a) - 1, 0)] if a.ndim else a,
+            "empty": a[:0] if a.ndim else np.asarray(""),
+        }
+        for label, value in changes.items():
+            if value.dtype != a.dtype or value.shape != a.shape or not np.array_equal(value, a):
+                variants.append((f"{key} {label}", {**arrays, key: value}))
+    for poison in (np.nan, np.inf, 1e30):
+        bad = arrays["features"].copy()
+        bad[1, 2] = poison
+        variants.append((f"features hold {poison}", {**arrays, "features": bad}))
+    variants.append(("all-zero features", {**arrays, "features": np.zeros((n, d), np.float32)}))
+    variants.append(("ids beyond int64", {**arrays, "pids": np.full(n, 2**64 - 1, np.uint64)}))
+    for path, value in mutations(meta):
+        bad = mutated(meta, path, value)
+        variants.append((f"meta {_label(path, value)}", {**arrays, "meta": np.asarray(json.dumps(bad))}))
+    outcome, target = Outcome(), tmp_path / "g.npz"
+    model = valid["onnx"]
+    before = snapshot(model.parent)
+    for label, content in variants:
+        with open(target, "wb") as fh:
+            np.savez(fh, **content)
+        code, err = cli(
+            "verify", "--model", str(model), "--gallery", str(target), "--data", str(valid["data"])
+        )
+        outcome.check(code, err, label)
+        if label.endswith(("removed", "as text", "2-d", "cut short", "empty")) and "meta" not in label:
+            assert code == 2, f"{label} was accepted"
+        if label in ("features hold nan", "features hold inf", "all-zero features"):
+            assert code == 2, f"{label} was accepted"
+    data = valid["gallery"].read_bytes()
+    for cut in (0, 10, len(data) // 2, len(data) - 1):
+        target.write_bytes(data[:cut])
+        code, err = cli(
+            "verify", "--model", str(model), "--gallery", str(target), "--data", str(valid["data"])
+        )
+        outcome.check(code, err, f"cut at {cut}")
+        assert code == 2
+    assert snapshot(model.parent) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz"]
+    print(f"gallery mutations: {outcome.tried} runs, {outcome.refused} refused")
+    assert outcome.tried > 100
+
+
+def _onnx_variants(path: Path):
+    """(label, model) for every metadata field mutated and for graphs of another shape."""
+    import onnx
+
+    from exporters.onnx_export import read_metadata, set_metadata
+
+    original = onnx.load(str(path))
+    meta = read_metadata(original)
+    values = [REMOVE, "", "x", "nan", "inf", "-1", "0", "8", "1e12", "true", "1,2", "99999x99999"]
+    for key in meta:
+        for value in values:
+            if value == meta[key] or (key in ("producer", "input_format") and value is not REMOVE):
+                continue  # free text nothing reads, and the producer tag: removal says all
+            model = copy.deepcopy(original)
+            new = {k: v for k, v in meta.items() if k != key}
+            if value is not REMOVE:
+                new[key] = value
+            del model.metadata_props[:]
+            set_metadata(model, new)
+            yield f"metadata {_label((key,), value)}", model
+    graph = original.graph
+    reshaped = [("NHWC input", [1, 64, 32, 3]), ("another size", [1, 3, 128, 64]), ("rank 3", [3, 64, 32])]
+    for label, dims in reshaped:
+        model = copy.deepcopy(original)
+        shape = model.graph.input[0].type.tensor_type.shape
+        del shape.dim[:]
+        for v in dims:
+            shape.dim.add().dim_value = v
+        yield label, model
+    model = copy.deepcopy(original)
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    yield "double input", model
+    model = copy.deepcopy(original)
+    out = model.graph.output[0].type.tensor_type.shape
+    out.dim[-1].dim_value = 8  # onnxruntime infers the real 32: may work, since the features are right
+    yield "declared 8-d output", model
+    assert graph.input  # the original is untouched
+
+
+def test_mutated_onnx_models(valid, tmp_path):
+    """A forged or damaged model: metadata fields removed or set to junk, NaN, huge or negative
+    values; inputs of another layout, size, rank or type; a lying output shape; cut and flipped
+    bytes. ``verify`` against a real gallery must refuse each with one line or work correctly."""
+    import onnx
+
+    outcome = Outcome()
+    target = tmp_path / "m.onnx"
+    gallery, data = valid["gallery"], str(valid["data"])
+    before = snapshot(gallery.parent / "exp")
+    gallery_bytes = gallery.read_bytes()
+    for label, model in _onnx_variants(valid["onnx"]):
+        onnx.save(model, str(target))
+        code, err = cli("verify", "--model", str(target), "--gallery", str(gallery), "--data", data)
+        outcome.check(code, err, label)
+        if not label.startswith("metadata") and label != "declared 8-d output":
+            assert code == 2, f"{label} was accepted"
+    raw = valid["onnx"].read_bytes()
+    for at in (0, 10, 100, len(raw) // 2, len(raw) - 10):
+        flipped = bytearray(raw)
+        flipped[at] ^= 0xFF
+        for label, content in ((f"cut at {at}", raw[:at]), (f"byte {at} flipped", bytes(flipped))):
+            target.write_bytes(content)
+            code, err = cli("verify", "--model", str(target), "--gallery", str(gallery), "--data", data)
+            outcome.check(code, err, label)
+    assert gallery.read_bytes() == gallery_bytes and snapshot(gallery.parent / "exp") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    print(f"ONNX model mutations: {outcome.tried} runs, {outcome.refused} refused")
+    assert outcome.tried > 100
+
+
+def test_malformed_run_folders(valid, tmp_path):
+    """``train --resume`` on a run whose files are missing, cut, replaced by junk, or whose training
+    state describes something else: one line each, and the run is left as it was."""
+    import shutil
+
+    from safetensors.torch import load_file as load_tensors
+
+    from sfsc_deploy.train.state import METADATA_KEY
+
+    source = valid["run"]
+    state = source / "train_state.safetensors"
+    with safe_open(str(state), framework="pt") as fh:
+        state_meta = json.loads(fh.metadata()[METADATA_KEY])
+    state_tensors = load_tensors(str(state))
+    variants = []
+    for name in ("checkpoint.safetensors", "train_state.safetensors", "train_log.jsonl"):
+        data = (source / name).read_bytes()
+        variants += [(f"{name} removed", name, None), (f"{name} cut", name, data[: len(data) // 2])]
+        variants.append((f"{name} junk", name, b"junk"))
+    log = (source / "train_log.jsonl").read_text()
+    variants.append(("log: damaged first line", "train_log.jsonl", ("{oops\n" + log).encode()))
+    info = state_meta["info"]  # its training options are TrainConfig's, whose schema tests/train checks
+    for path, value in [((k,), v) for k in info for v in (REMOVE, *VALUES) if not isinstance(info[k], dict)]:
+        bad = {**state_meta, "info": mutated(info, path, value)}
+        variants.append(
+            (f"state info {_label(path, value)}", "train_state.safetensors", (bad, state_tensors))
+        )
+    first = next(iter(state_tensors))
+    wrong = {**state_tensors, first: state_tensors[first].flatten()[:1].repeat(3)}
+    variants.append(("state tensor of another shape", "train_state.safetensors", (state_meta, wrong)))
+    # retyped training options
+    for key, value in (("lr", "0.1"), ("epochs", 1.5), ("kl_weight", None), ("seed", True)):
+        bad = {**state_meta, "info": {**info, "config": {**info["config"], key: value}}}
+        variants.append((f"state config {key} = {value!r}", "train_state.safetensors", (bad, state_tensors)))
+    outcome = Outcome()
+    for label, name, content in variants:
+        run_dir = tmp_path / "run"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.copytree(source, run_dir)
+        if content is None:
+            (run_dir / name).unlink()
+        elif isinstance(content, tuple):
+            meta, tensors = content
+            save_file(tensors, str(run_dir / name), metadata={METADATA_KEY: json.dumps(meta)})
+        else:
+            (run_dir / name).write_bytes(content)
+        kept = snapshot(run_dir)
+        code, err = cli("train", *RUN, "--data", str(valid["data"]), "--out", str(run_dir), "--resume")
+        outcome.check(code, err, label)
+        if code:
+            assert snapshot(run_dir) == kept, f"{label}: a refused resume changed the run"
+    print(f"run folder mutations: {outcome.tried} runs, {outcome.refused} refused")
+    assert outcome.refused >= 10

@@ -143,3 +143,53 @@ def test_eval_and_bench_need_force_to_replace_their_reports(run_dir, tmp_path, c
     assert (folder / "compat_matrix.json").read_text() == "earlier" and (
         folder / "bench.json"
     ).read_text() == "earlier"
+
+
+def test_an_export_while_another_writes_the_same_out_fails_with_one_line(run_dir, tmp_path, capsys):
+    """The lock a running export holds on its --out (here held by the test) turns the second away."""
+    from exporters.files import output_lock
+
+    out = tmp_path / "exp"
+    ck = run_dir / "checkpoint.safetensors"
+    with output_lock(out):
+        code, _, err = run(capsys, "export", "--checkpoint", str(ck), "--width", "0.25", "--out", str(out))
+    one_line_refusal(code, err, "another sfsc-deploy command is writing")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_force_onto_a_symlinked_out_is_refused_and_leaves_no_link(run_dir, tmp_path, capsys):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "keep.txt").write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    ck = run_dir / "checkpoint.safetensors"
+    code, _, err = run(
+        capsys, "export", "--checkpoint", str(ck), "--width", "0.25", "--out", str(link), "--force"
+    )
+    one_line_refusal(code, err, "symbolic link")
+    assert link.is_symlink() and (real / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real", "run"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path):
+    """A file-size limit makes every write past 64 KiB fail as a full disk does (EFBIG / ENOSPC)."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    out = tmp_path / "ck.safetensors"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sfsc_deploy.cli", "init", *TINY, "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[2],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    one_line_refusal(proc.returncode, proc.stderr, "no space left", "unfinished output was removed")
+    assert list(tmp_path.iterdir()) == []

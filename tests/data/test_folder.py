@@ -23,6 +23,8 @@ def test_camera_of():
     assert camera_of("0002_c1s1_000451_03.jpg") == 1
     assert camera_of("pic3.jpg") is None  # 'c' after a letter is not a camera
     assert camera_of("frame_01.jpg") is None
+    with pytest.raises(SfscError, match="more than 9 digits"):  # beyond int64: one line, not an overflow
+        camera_of("img_c99999999999999999999999_01.jpg")
 
 
 def test_split_layout_with_cameras(tmp_path):

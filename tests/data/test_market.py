@@ -17,6 +17,9 @@ def test_parse_market_name():
     assert parse_market_name("0000_c3s2_000001_01.jpg") == (0, 3)
     for bad in ("Thumbs.db", "abc_c1s1.jpg", "0002_x1s1_000451_03.jpg", "0002c1.jpg", "_c1s1.jpg"):
         assert parse_market_name(bad) is None, bad
+    # numbers beyond int64 (or near it) are names that do not parse: skipped and counted, never a crash
+    for huge in ("99999999999999999999999_c1s1_000001_01.jpg", "0002_c99999999999999999999s1_0_01.jpg"):
+        assert parse_market_name(huge) is None, huge
 
 
 def _jpg(path: Path, value: int = 0) -> None:

@@ -12,7 +12,7 @@ def gallery(dtype="float32"):
         pids=np.arange(6),
         camids=np.arange(6) % 2,
         paths=np.array([f"img{i}.jpg" for i in range(6)]),
-        meta={"family_id": "abc", "width": 1.0},
+        meta={"family_id": "abc", "width": 1.0, "feature_dim": 4, "normalized": False},
     )
 
 

@@ -115,3 +115,73 @@ def test_without_reference_only_absolute_figures(setup):
     files, gallery, queries, _ = setup
     report = verify(open_extractor(files["mobile"]), gallery, queries)
     assert report.passed and report.reference_metrics is None and report.note
+    assert "only declared" in report.note
+    neighbours = next(c for c in report.checks if c.name == "query→gallery neighbours above chance")
+    print(f"own model: neighbours above chance {neighbours.value}")
+    assert neighbours.passed and float(neighbours.value) > 0.8
+
+
+def _copy_metadata(source, target) -> None:
+    import onnx
+
+    from exporters.onnx_export import read_metadata, set_metadata
+
+    model = onnx.load(str(target))
+    del model.metadata_props[:]
+    set_metadata(model, read_metadata(source))
+    onnx.save(model, str(target))
+
+
+def test_a_foreign_model_with_copied_metadata_fails_without_a_reference(setup, tmp_path, synthetic_small):
+    """Same architecture and shapes, other weights, the real export's metadata pasted in: the family
+    check is fooled (it trusts the metadata), the feature statistics against the gallery are not."""
+    files, gallery, queries, ck = setup
+    foreign_ck = tmp_path / "foreign.safetensors"
+    checkpoint.create(checkpoint.read_config(ck), foreign_ck, seed=7)
+    images = default_images(synthetic_small, INPUT, calibration=8, parity=4)
+    manifest = export_tiers(
+        foreign_ck, [Tier("mobile", 0.5)], tmp_path / "out", images, settings=ExportSettings(progress=False)
+    )
+    forged = tmp_path / "out" / manifest.artifacts[0].file
+    _copy_metadata(files["mobile"], forged)
+    report = verify(open_extractor(forged), gallery, queries)
+    assert not report.passed
+    failed = [c for c in report.checks if not c.passed]
+    assert [c.name for c in failed] == ["query→gallery neighbours above chance"], report.checks
+    print(f"foreign model: neighbours above chance {failed[0].value}")
+    assert float(failed[0].value) < 0.35
+    # with the reference the lie is caught outright: the features are not the reference's
+    proved = verify(open_extractor(forged), gallery, queries, TorchExtractor.from_checkpoint(ck, 0.5))
+    assert not next(c for c in proved.checks if c.name == "query feature cosine (min)").passed
+
+
+def test_a_graph_that_contradicts_its_metadata_is_refused(setup, tmp_path):
+    import onnx
+
+    from exporters.onnx_export import read_metadata, set_metadata
+
+    files, *_ = setup
+    for key, value in [("feature_dim", "16"), ("bake_preprocess", "true"), ("input_size", "128x64")]:
+        model = onnx.load(str(files["mobile"]))
+        meta = {**read_metadata(model), key: value}
+        del model.metadata_props[:]
+        set_metadata(model, meta)
+        path = tmp_path / f"{key}.onnx"
+        onnx.save(model, str(path))
+        with pytest.raises(SfscError, match="metadata does not describe this model"):
+            open_extractor(path)
+
+
+def test_a_graph_without_one_image_input_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from exporters.ort_runtime import OrtModel
+
+    out = helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 4])
+    value = helper.make_tensor("c", TensorProto.FLOAT, [1, 4], [0, 1, 2, 3])
+    const = helper.make_node("Constant", [], ["features"], value=value)
+    no_input = helper.make_model(helper.make_graph([const], "g", [], [out]))
+    onnx.save(no_input, str(tmp_path / "none.onnx"))
+    with pytest.raises(SfscError, match="takes 0 input"):
+        OrtModel(tmp_path / "none.onnx")
