@@ -37,7 +37,8 @@ class DeployGraph(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images
         if self.bake_preprocess:
-            x = x.permute(0, 3, 1, 2).to(torch.float32) * self.scale - self.shift
+            # cast first: TensorRT takes a uint8 network input only straight into a Cast
+            x = x.to(torch.float32).permute(0, 3, 1, 2) * self.scale - self.shift
         features = self.model(x)
         if self.normalize:
             features = F.normalize(features, dim=1)

@@ -46,6 +46,7 @@ class OrtModel:
         *,
         threads: int | None = None,
         providers: list[str] | None = None,
+        allow_fallback: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -58,13 +59,28 @@ class OrtModel:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), opts, providers=providers or ["CPUExecutionProvider"]
+        # onnxruntime falls back to the CPU with only a warning when a provider is missing: an
+        # unavailable provider is an error here unless the caller allows the fallback
+        asked = providers or ["CPUExecutionProvider"]
+        available = ort.get_available_providers()
+        usable = [p for p in asked if p in available] or ["CPUExecutionProvider"]
+
+        def missing(running: str) -> UserError:
+            return UserError(
+                f"onnxruntime cannot run {asked[0]} here (this build offers {', '.join(available)}); "
+                f"install the onnxruntime build that has it, or pass --allow-fallback to run on {running}"
             )
+
+        if usable[0] != asked[0] and not allow_fallback:
+            raise missing(usable[0])
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=usable)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(exc).strip().splitlines()[0][:160]
             raise UserError(f"onnxruntime cannot load {self.path} ({first}); re-export it") from None
+        self.providers = self.session.get_providers()  # what runs it: a provider may fail to start
+        if self.providers[0] != asked[0] and not allow_fallback:
+            raise missing(self.providers[0])
         try:
             self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         except UnicodeDecodeError:

@@ -25,6 +25,7 @@ class Runner(Protocol):
     metadata: dict[str, str]
     input_uint8: bool
     max_batch: int | None  # None: any
+    providers: list[str]  # what actually runs it, best first (onnxruntime's providers; ["tensorrt"])
     input_shape: tuple[int | None, ...]  # None marks a dynamic size
     output_shape: tuple[int | None, ...]
 
@@ -32,7 +33,11 @@ class Runner(Protocol):
 
 
 def open_runner(
-    path: str | os.PathLike, *, threads: int | None = None, provider: str = "CPUExecutionProvider"
+    path: str | os.PathLike,
+    *,
+    threads: int | None = None,
+    provider: str = "CPUExecutionProvider",
+    allow_fallback: bool = False,
 ) -> Runner:
     p = Path(path)
     if not p.is_file():
@@ -40,7 +45,7 @@ def open_runner(
     if p.suffix == ".onnx":
         from .ort_runtime import OrtModel
 
-        return OrtModel(p, threads=threads, providers=[provider])
+        return OrtModel(p, threads=threads, providers=[provider], allow_fallback=allow_fallback)
     if p.suffix in ENGINE_SUFFIXES:
         from .tensorrt_engine import TrtModel
 

@@ -162,6 +162,7 @@ class TrtModel:
     """Executes a serialised engine by tensor name (``images`` in, ``features`` out): a Runner."""
 
     runtime = "tensorrt"
+    providers = ["tensorrt"]
 
     def __init__(self, engine_path: str | os.PathLike) -> None:
         trt = require_tensorrt()

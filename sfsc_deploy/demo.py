@@ -58,6 +58,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
     from sfsc_deploy.data.bank import build_bank
     from sfsc_deploy.data.synthetic import SyntheticConfig
     from sfsc_deploy.deploy.export import default_images, export_tiers
+    from sfsc_deploy.deploy.settings import CALIBRATION_IMAGES, PARITY_IMAGES
     from sfsc_deploy.deploy.tiers import DEFAULT_TIERS
     from sfsc_deploy.evaluation.report import matrix_markdown
     from sfsc_deploy.evaluation.runs import evaluate_run
@@ -92,9 +93,10 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> Path:
     matrix = evaluate_run(out / "run", splits, out / "eval")
 
     console.rule("3/6 export the default tiers to ONNX (camera: int8)")
-    manifest = export_tiers(
-        ck, list(DEFAULT_TIERS), out / "deploy", default_images(splits, options.input_size)
-    )
+    # the quick demo's data is smaller than the default calibration + parity sets: calibrate on the rest
+    calibration = min(CALIBRATION_IMAGES, len(splits.train) - PARITY_IMAGES)
+    images = default_images(splits, options.input_size, calibration, PARITY_IMAGES)
+    manifest = export_tiers(ck, list(DEFAULT_TIERS), out / "deploy", images)
     files = manifest.files(out / "deploy")
 
     console.rule("4/6 benchmark every tier (onnxruntime, 1 thread)")

@@ -37,6 +37,12 @@ ItersOpt = Annotated[int, typer.Option(help="Timed runs per batch and thread cou
 SecondsOpt = Annotated[float | None, typer.Option(help="Stop timing a configuration after this long.")]
 CpusOpt = Annotated[str | None, typer.Option(help="Pin to these cores, e.g. 0 (emulate a small device).")]
 ProviderOpt = Annotated[str, typer.Option(help="onnxruntime execution provider.")]
+FallbackOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Run on onnxruntime's fallback (the CPU) when --provider is missing, instead of failing."
+    ),
+]
 ForceOpt = Annotated[
     bool,
     typer.Option(

@@ -11,6 +11,7 @@ from rich.table import Table
 from sfsc_deploy.cli.options import (
     BatchesOpt,
     CpusOpt,
+    FallbackOpt,
     ForceOpt,
     ItersOpt,
     ProviderOpt,
@@ -25,7 +26,7 @@ from sfsc_deploy.errors import SfscError
 from sfsc_deploy.perf.results import PERCENTILES, BenchSettings
 
 
-def _settings(batches, threads, warmup, iters, seconds, provider, cpus) -> BenchSettings:
+def _settings(batches, threads, warmup, iters, seconds, provider, cpus, allow_fallback) -> BenchSettings:
     return BenchSettings(
         ints(batches, "--batches"),
         ints(threads, "--threads"),
@@ -33,6 +34,7 @@ def _settings(batches, threads, warmup, iters, seconds, provider, cpus) -> Bench
         iters,
         seconds,
         provider,
+        allow_fallback,
         ints(cpus, "--cpus") if cpus else None,
     )
 
@@ -51,6 +53,7 @@ def bench(
     iters: ItersOpt = 100,
     seconds: SecondsOpt = None,
     provider: ProviderOpt = "CPUExecutionProvider",
+    allow_fallback: FallbackOpt = False,
     cpus: CpusOpt = None,
     eval_path: Annotated[
         Path | None, typer.Option("--eval", help="compat_matrix.json: adds the accuracy-vs-latency plot.")
@@ -64,9 +67,9 @@ def bench(
     from sfsc_deploy.perf.report import bench_report
     from sfsc_deploy.perf.results import results_markdown
 
-    settings = _settings(batches, threads, warmup, iters, seconds, provider, cpus)
+    settings = _settings(batches, threads, warmup, iters, seconds, provider, cpus, allow_fallback)
     matrix = load_matrix_report(eval_path) if eval_path else None
-    targets = [open_target(m, provider) for m in models or []]
+    targets = [open_target(m, provider, allow_fallback) for m in models or []]
     if checkpoint_path is not None:
         net = checkpoint.load(checkpoint_path)
         chosen = [float(w) for w in widths.split(",")] if widths else net.config.all_widths
@@ -92,13 +95,14 @@ def profile(
     iters: ItersOpt = 50,
     seconds: SecondsOpt = None,
     provider: ProviderOpt = "CPUExecutionProvider",
+    allow_fallback: FallbackOpt = False,
     cpus: CpusOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Benchmark every trained width on this machine and write its latency table for `plan`."""
     from sfsc_deploy.perf.profile import profile_device
 
-    settings = _settings(batches, threads, warmup, iters, seconds, provider, cpus)
+    settings = _settings(batches, threads, warmup, iters, seconds, provider, cpus, allow_fallback)
     table = profile_device(checkpoint_path, out_path, settings, export_dir=export_dir, force=force)
     grid = Table("width", "batch", "threads", "p50 ms", "p99 ms", "img/s", title=table.device["cpu"])
     for e in table.entries:

@@ -80,13 +80,15 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the runtime's own device memory
 
 
-def artifact_target(path: str | os.PathLike, provider: str = "CPUExecutionProvider") -> Target:
+def artifact_target(
+    path: str | os.PathLike, provider: str = "CPUExecutionProvider", allow_fallback: bool = False
+) -> Target:
     """An exported artifact behind its runtime (onnxruntime or TensorRT)."""
     from exporters.metadata import ModelInfo
     from exporters.runtime import open_runner
 
     path = Path(path)
-    probe = open_runner(path, provider=provider)
+    probe = open_runner(path, provider=provider, allow_fallback=allow_fallback)
     info = ModelInfo.from_metadata(probe.metadata, probe.runtime, str(path))
     h, w = info.input_size
 
@@ -97,10 +99,12 @@ def artifact_target(path: str | os.PathLike, provider: str = "CPUExecutionProvid
         return rng.standard_normal((batch, 3, h, w), dtype=np.float32)
 
     def make(threads: int):
-        return probe if probe.runtime == "tensorrt" else open_runner(path, threads=threads, provider=provider)
+        if probe.runtime == "tensorrt":
+            return probe
+        return open_runner(path, threads=threads, provider=provider, allow_fallback=allow_fallback)
 
     meta = probe.metadata
-    extra = {}
+    extra: dict[str, Any] = {"execution_provider": probe.providers[0]}  # what ran, not what was asked
     if probe.runtime == "tensorrt":
         engine = probe.engine  # type: ignore[attr-defined]
         memory = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", None)
@@ -153,13 +157,15 @@ def torch_target(net, width: float, source: str = "") -> Target:
     )
 
 
-def open_target(path: str | os.PathLike, provider: str = "CPUExecutionProvider") -> Target:
+def open_target(
+    path: str | os.PathLike, provider: str = "CPUExecutionProvider", allow_fallback: bool = False
+) -> Target:
     p = Path(path)
     if not p.is_file():
         raise SfscError(f"{p} not found; pass .onnx or .engine files written by `sfsc-deploy export`")
     if p.suffix != ".onnx" and p.suffix not in ENGINE_SUFFIXES:
         raise SfscError(f"{p}: cannot benchmark {p.suffix!r} files; pass .onnx or .engine (or --checkpoint)")
-    return artifact_target(p, provider)
+    return artifact_target(p, provider, allow_fallback)
 
 
 def cpu_name() -> str:

@@ -54,7 +54,9 @@ def profile_device(
         if missing:
             raise SfscError(f"{folder} has no fp32 ONNX for widths {missing}; drop --export-dir to re-export")
         results = bench_targets(
-            [artifact_target(files[w], settings.provider) for w in widths], settings, progress
+            [artifact_target(files[w], settings.provider, settings.allow_fallback) for w in widths],
+            settings,
+            progress,
         )
     table = DeviceTable(
         device=device_description(),

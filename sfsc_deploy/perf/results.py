@@ -26,6 +26,7 @@ class BenchSettings:
     iters: int = 100
     seconds: float | None = None  # stop a configuration early once this much time was spent timing
     provider: str = "CPUExecutionProvider"
+    allow_fallback: bool = False  # run on onnxruntime's fallback when the provider is missing
     cpus: tuple[int, ...] | None = None  # pin the process to these cores (emulate a small device)
 
     def __post_init__(self) -> None:
@@ -44,6 +45,8 @@ class BenchSettings:
                 f"--provider {self.provider!r} is not an onnxruntime execution provider name "
                 f"(e.g. CPUExecutionProvider, CUDAExecutionProvider)"
             )
+        if not isinstance(self.allow_fallback, bool):
+            raise SfscError(f"allow_fallback must be true or false, got {self.allow_fallback!r}")
         if self.cpus is not None:
             available = os.sched_getaffinity(0)
             missing = sorted(set(self.cpus) - available)

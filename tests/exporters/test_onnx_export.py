@@ -67,6 +67,9 @@ def test_baked_preprocessing_takes_raw_uint8_nhwc(tmp_path):
     elem = model.graph.input[0].type.tensor_type
     assert elem.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_value for d in elem.shape.dim][1:] == [SIZE[0], SIZE[1], 3]
+    # TensorRT accepts a uint8 input only when a Cast consumes it directly (no Transpose first)
+    readers = [n.op_type for n in model.graph.node if model.graph.input[0].name in n.input]
+    assert readers == ["Cast"], readers
     images = uint8_images()
     baked = ort(graph_inputs(images, MEAN, STD, bake_preprocess=True).numpy())
     plain = DeployGraph(graph.model, MEAN, STD)(graph_inputs(images, MEAN, STD, bake_preprocess=False))

@@ -1,4 +1,3 @@
-
 import pytest
 
 from sfsc_deploy.errors import SfscError

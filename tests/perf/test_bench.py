@@ -70,3 +70,22 @@ def test_bench_every_runtime_and_configuration(artifacts):
     assert narrow.macs < full.macs / 4 and narrow.params < full.params / 4
     assert by_name[(files[2].name, 1)].file_bytes < narrow.file_bytes  # int8 file is smaller
     assert json.dumps([r.to_dict() for r in results])  # JSON-able
+
+
+def test_a_missing_provider_is_refused_unless_the_fallback_is_allowed(artifacts):
+    """onnxruntime alone would warn and quietly time the CPU under the GPU provider's name."""
+    import onnxruntime as ort
+
+    _, files = artifacts
+    missing = next(
+        p
+        for p in ("CUDAExecutionProvider", "OpenVINOExecutionProvider", "CoreMLExecutionProvider")
+        if p not in ort.get_available_providers()
+    )
+    with pytest.raises(SfscError, match=f"cannot run {missing} here.*--allow-fallback"):
+        artifact_target(files[0], missing)
+    target = artifact_target(files[0], missing, allow_fallback=True)
+    assert target.extra["execution_provider"] == "CPUExecutionProvider"  # what ran, not what was asked
+    settings = BenchSettings(batches=(1,), warmup=0, iters=2, provider=missing, allow_fallback=True)
+    (result,) = bench_targets([target], settings, progress=False)
+    assert result.extra["execution_provider"] == "CPUExecutionProvider"
