@@ -120,6 +120,9 @@ def verify(
     if out_path is not None:
         text = json_text(report.to_dict())
         write_text(out_path, text, force=force, inputs=inputs)
-    out.print("verify: PASS" if report.passed else "verify: FAIL")
+    verdict = report.verdict.upper()
+    if report.verdict == "no verdict":
+        verdict += " (too few queries to judge retrieval; use a larger query set)"
+    out.print(f"verify: {verdict}", markup=False)
     if not report.passed:
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -55,6 +56,26 @@ def _check_ranks(ranks: Sequence[int], max_rank: int) -> tuple[int, ...]:
     return ranks
 
 
+@dataclass
+class QueryScores:
+    """One row per query with a true match: average precision (0-1), the rank of its first true
+    match, and its inverse negative penalty."""
+
+    ap: np.ndarray
+    first: np.ndarray
+    inp: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ap)
+
+    def hits(self, rank: int = 1) -> np.ndarray:
+        return self.first <= rank
+
+    def metrics(self, ranks: Sequence[int] = (1, 5, 10)) -> RetrievalMetrics:
+        cmc = {r: 100.0 * float(self.hits(r).mean()) for r in ranks}
+        return RetrievalMetrics(100.0 * float(self.ap.mean()), cmc, 100.0 * float(self.inp.mean()), len(self))
+
+
 def _sort_rows_inplace(x: torch.Tensor, pool: ThreadPoolExecutor, parts: int) -> None:
     """Sort each row ascending, splitting rows over threads (numpy's sort releases the GIL)."""
     a = x.numpy()
@@ -94,25 +115,20 @@ def _match_ranks(
     return above + torch.arange(1, cols.shape[1] + 1)
 
 
-def evaluate(
+def query_scores(
     query_features: ArrayLike,
     gallery_features: ArrayLike,
     q_pids: ArrayLike,
     g_pids: ArrayLike,
     q_camids: ArrayLike,
     g_camids: ArrayLike,
-    ranks: Sequence[int] = (1, 5, 10),
-    max_rank: int = 50,
     chunk: int = 512,
-) -> RetrievalMetrics:
-    """Cosine-similarity retrieval metrics under the Market-1501 protocol.
+) -> QueryScores:
+    """Per-query scores (the queries with a true match, in query order) behind :func:`evaluate`.
 
-    Per query, gallery entries with the same pid *and* camera are removed; queries left without a true
-    match are skipped. Gallery pid -1 (junk) is dropped; pid 0 (distractors) are ordinary negatives.
-    ``max_rank`` bounds the CMC ranks that may be requested (torchreid's curve length). Queries are
-    processed ``chunk`` rows at a time, bounding memory to about ``chunk x gallery x 4`` bytes.
+    Which queries count depends on the labels only, so two models' scores on one query set pair
+    up row by row: what a paired test of "did the export change retrieval" needs.
     """
-    ranks = _check_ranks(ranks, max_rank)
     if chunk < 1:
         raise SfscError(f"chunk must be >= 1, got {chunk}; pass a positive chunk size")
     qf = _features(query_features, "query_features")
@@ -154,6 +170,27 @@ def evaluate(
             "no query has a true match in the gallery (same pid from another camera); "
             "check that q_pids/g_pids and camids come from the same split"
         )
-    first_t, ap_t, inp_t = torch.cat(first), torch.cat(ap), torch.cat(inp)
-    cmc = {r: 100.0 * float((first_t <= r).double().mean()) for r in ranks}
-    return RetrievalMetrics(100.0 * float(ap_t.mean()), cmc, 100.0 * float(inp_t.mean()), len(first_t))
+    return QueryScores(torch.cat(ap).numpy(), torch.cat(first).numpy(), torch.cat(inp).numpy())
+
+
+def evaluate(
+    query_features: ArrayLike,
+    gallery_features: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    ranks: Sequence[int] = (1, 5, 10),
+    max_rank: int = 50,
+    chunk: int = 512,
+) -> RetrievalMetrics:
+    """Cosine-similarity retrieval metrics under the Market-1501 protocol.
+
+    Per query, gallery entries with the same pid *and* camera are removed; queries left without a true
+    match are skipped. Gallery pid -1 (junk) is dropped; pid 0 (distractors) are ordinary negatives.
+    ``max_rank`` bounds the CMC ranks that may be requested (torchreid's curve length). Queries are
+    processed ``chunk`` rows at a time, bounding memory to about ``chunk x gallery x 4`` bytes.
+    """
+    ranks = _check_ranks(ranks, max_rank)
+    scores = query_scores(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, chunk)
+    return scores.metrics(ranks)

@@ -18,7 +18,8 @@ import torch
 from exporters.metadata import ModelInfo
 from exporters.parity import Parity, Tolerance, compare, tolerance_for
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.evaluation.metrics import evaluate
+from sfsc_deploy.evaluation.metrics import QueryScores, query_scores
+from sfsc_deploy.evaluation.paired import FAIL, MIN_QUERIES, NO_VERDICT, PASS, PairedDrop, paired_drop
 from sfsc_deploy.evaluation.scores import RetrievalMetrics
 from sfsc_deploy.retrieval.extractors import FeatureExtractor
 from sfsc_deploy.retrieval.gallery import Gallery, check_features
@@ -53,16 +54,26 @@ class VerifyReport:
     parity: Parity | None = None
     top1_agreement: float | None = None
     tolerance: Tolerance | None = None
+    paired: list[PairedDrop] = field(default_factory=list)  # mAP and rank-1 drop, with intervals
     note: str = ""
 
     @property
+    def verdict(self) -> str:
+        """fail on any failed check; no verdict when the queries are too few to judge retrieval."""
+        if not all(c.passed for c in self.checks):
+            return FAIL
+        return NO_VERDICT if any(p.verdict == NO_VERDICT for p in self.paired) else PASS
+
+    @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return self.verdict == PASS
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "verdict": self.verdict, "passed": self.passed}
 
     def summary(self) -> str:
+        if self.paired:
+            return "\n".join(p.describe() for p in self.paired)
         got = self.artifact_metrics
         line = f"artifact: mAP {got.mAP:.2f}  R1 {got.rank1:.2f}" if got else "artifact: not evaluated"
         if self.reference_metrics is not None:
@@ -137,7 +148,10 @@ def verify(
     reference: FeatureExtractor | None = None,
     tolerance: Tolerance | None = None,
     progress: bool = False,
+    min_queries: int = MIN_QUERIES,
 ) -> VerifyReport:
+    """Verify ``artifact`` against ``gallery`` on ``queries``; with ``reference``, decide whether it
+    changed retrieval by a paired test over the queries (``evaluation.paired``)."""
     check_family(artifact, gallery)
     if reference is not None and reference.info.family_id != artifact.info.family_id:
         raise SfscError(
@@ -157,10 +171,11 @@ def verify(
         )
     check_features(qf, f"{artifact.info.runtime} model {artifact.info.source}", fix="re-export it")
 
-    def metrics(features: np.ndarray) -> RetrievalMetrics:
-        return evaluate(features, gf, queries.pids, gallery.pids, queries.camids, gallery.camids)
+    def scores(features: np.ndarray) -> QueryScores:
+        return query_scores(features, gf, queries.pids, gallery.pids, queries.camids, gallery.camids)
 
-    got = metrics(qf)
+    got_scores = scores(qf)
+    got = got_scores.metrics()
     report.artifact_metrics = got
     if reference is None:  # identity is only declared: check that the features fit the gallery's space
         report.checks.append(neighbour_check(qf, gf))
@@ -169,7 +184,8 @@ def verify(
     rf = reference.features(queries.images, progress=progress, description="reference queries")
     tol = tolerance or tolerance_for(artifact.info.precision)
     parity = compare(rf, qf, artifact.info.precision)
-    want = metrics(rf)
+    want_scores = scores(rf)
+    want = want_scores.metrics()
     agreement = float((_top1(qf, gf) == _top1(rf, gf)).mean())
     report.reference_metrics, report.parity, report.top1_agreement, report.tolerance = (
         want,
@@ -177,8 +193,20 @@ def verify(
         agreement,
         tol,
     )
-    map_drop = want.mAP - got.mAP
-    r1_drop = want.rank1 - got.rank1
+    map_drop, r1_drop = (
+        paired_drop(want_scores.ap, got_scores.ap, tol.max_map_drop, "mAP", min_queries=min_queries),
+        paired_drop(
+            want_scores.hits(1), got_scores.hits(1), tol.max_rank1_drop, "rank-1", min_queries=min_queries
+        ),
+    )
+    report.paired = [map_drop, r1_drop]
+
+    def drop_check(name: str, d: PairedDrop) -> Check:
+        value = f"{d.drop:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+        if d.verdict == NO_VERDICT:
+            value += f" ({d.queries} queries: too few)"
+        return Check(name, value, f"≤ {d.tolerance:g} (95%, one-sided)", d.verdict != FAIL)
+
     report.checks += [
         Check(
             "query feature cosine (mean)",
@@ -192,18 +220,8 @@ def verify(
             f"≥ {tol.min_cosine}",
             parity.min_cosine >= tol.min_cosine,
         ),
-        Check(
-            "mAP drop vs reference (points)",
-            f"{map_drop:+.2f}",
-            f"≤ {tol.max_map_drop}",
-            map_drop <= tol.max_map_drop,
-        ),
-        Check(
-            "rank-1 drop vs reference (points)",
-            f"{r1_drop:+.2f}",
-            f"≤ {tol.max_rank1_drop}",
-            r1_drop <= tol.max_rank1_drop,
-        ),
+        drop_check("mAP drop vs reference (points)", map_drop),
+        drop_check("rank-1 drop vs reference (points)", r1_drop),
         Check(
             "top-1 agreement",
             f"{agreement:.4f}",

@@ -230,7 +230,12 @@ def test_export_extract_verify(trained_checkpoint, tmp_path, capsys):
     args = ["verify", "--model", str(artifact), "--gallery", str(gallery), "--data", "synthetic"]
     code, out, err = run(capsys, *args, "--checkpoint", str(ck), "--out", str(report))
     assert code == 0 and "verify: PASS" in out, out + err
-    assert json.loads(report.read_text())["passed"] is True
+    saved = json.loads(report.read_text())
+    assert saved["passed"] is True and saved["verdict"] == "pass"
+    # the console says each drop with its paired interval, not only the report
+    assert "mAP drop" in out and "rank-1 drop" in out and "McNemar p" in out and "queries" in out
+    assert [p["metric"] for p in saved["paired"]] == ["mAP", "rank-1"]
+    assert all(p["low"] <= p["drop"] <= p["high"] for p in saved["paired"])
     # a failed check is exit 1, not an error: int8 never keeps every nearest neighbour here
     assert json.loads(report.read_text())["top1_agreement"] < 1.0
     code, out, _ = run(capsys, *args, "--checkpoint", str(ck), "--min-top1-agreement", "1")

@@ -185,3 +185,83 @@ def test_a_graph_without_one_image_input_is_refused(tmp_path):
     onnx.save(no_input, str(tmp_path / "none.onnx"))
     with pytest.raises(SfscError, match="takes 0 input"):
         OrtModel(tmp_path / "none.onnx")
+
+
+class _Misfed:
+    """A deployment bug outside the weights: the right model fed images prepared the wrong way."""
+
+    def __init__(self, inner, transform):
+        self.info, self.inner, self.transform = inner.info, inner, transform
+
+    def features(self, images, **kw):
+        return self.inner.features(self.transform(images), **kw)
+
+
+def _wrong_width_bn(ck):
+    """Width 0.5 running with width 1.0's BatchNorm (statistics and affine), cut to its channels."""
+    from sfsc_deploy.switchable.channels import width_key
+    from sfsc_deploy.switchable.layers import SwitchableBatchNorm
+
+    net = checkpoint.load(ck)
+    for m in net.modules():
+        if isinstance(m, SwitchableBatchNorm):
+            mine, full = m.bn[width_key(0.5)], m.bn[width_key(1.0)]
+            n = mine.num_features
+            for name in ("running_mean", "running_var", "weight", "bias"):
+                getattr(mine, name).data.copy_(getattr(full, name).data[:n])
+    return TorchExtractor(net, 0.5)
+
+
+def _damaged_int8_scale(path, out):
+    """The int8 model with one convolution's weight scale 4x too large (a broken calibration)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    dq = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) == 4
+    ]
+    scale = inits[dq[len(dq) // 2].input[1]]
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 4, scale.name))
+    onnx.save(model, str(out))
+    return open_extractor(out)
+
+
+@pytest.mark.parametrize("bug", ["bgr", "normalisation", "wrong-width-bn", "int8-scale"])
+def test_a_broken_artifact_fails_verification(setup, tmp_path, bug):
+    """Each bug a real deployment has shipped: the verdict must be FAIL, not pass or no verdict."""
+    from dataclasses import replace
+
+    files, gallery, queries, ck = setup
+    width, precision = (0.25, "int8") if bug == "int8-scale" else (0.5, "fp32")
+    if bug == "bgr":
+        artifact = _Misfed(open_extractor(files["mobile"]), lambda images: images.flip(1))
+    elif bug == "normalisation":
+        artifact = open_extractor(files["mobile"])
+        artifact.info = replace(artifact.info, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    elif bug == "wrong-width-bn":
+        artifact = _wrong_width_bn(ck)
+    else:
+        artifact = _damaged_int8_scale(files["camera"], tmp_path / "damaged.onnx")
+    reference = TorchExtractor.from_checkpoint(ck, width)
+    report = verify(artifact, gallery, queries, reference, tolerance_for(precision))
+    assert report.verdict == "fail", report.checks
+    failed = {c.name for c in report.checks if not c.passed}
+    assert "query feature cosine (min)" in failed, report.checks
+
+
+def test_too_few_queries_give_no_verdict_not_a_pass(setup):
+    files, gallery, queries, ck = setup
+    report = verify(
+        open_extractor(files["mobile"]),
+        gallery,
+        queries,
+        TorchExtractor.from_checkpoint(ck, 0.5),
+        min_queries=1000,
+    )
+    assert report.verdict == "no verdict" and not report.passed
+    assert all(c.passed for c in report.checks)  # nothing failed: the data cannot tell
+    assert "too few queries" in report.summary()
