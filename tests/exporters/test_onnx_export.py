@@ -118,3 +118,24 @@ def test_external_data_outside_the_folder_is_refused(tmp_path):
     onnx.save(model, str(inner / "lost.onnx"))
     with pytest.raises(SfscError, match="external data file"):
         OrtModel(inner / "lost.onnx")
+
+
+def test_a_trace_that_would_not_hold_for_other_inputs_is_refused(tmp_path):
+    """Python branching on a tensor value is frozen into the trace; the tracer's warning is an error."""
+    import warnings
+
+    import torch
+
+    from exporters.onnx_export import to_onnx
+
+    class Branchy(torch.nn.Module):
+        def forward(self, x):
+            flat = x.mean(dim=(2, 3))
+            return flat * 2 if float(flat.sum()) > 0 else flat  # the branch taken is baked in
+
+    graph = DeployGraph(Branchy(), MEAN, STD)
+    with pytest.raises(SfscError, match="not traceable"):
+        to_onnx(graph, SIZE, {"producer": "test"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and the exporter's own deprecation notice is not shown
+        to_onnx(DeployGraph(torch.nn.Flatten(), MEAN, STD), SIZE, {"producer": "test"})
