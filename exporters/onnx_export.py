@@ -38,7 +38,8 @@ LEGACY_NOTICES = (r"You are using the legacy TorchScript-based ONNX export", r"T
 
 def _export(graph: DeployGraph, input_size: tuple[int, int], buf: io.BytesIO, options: OnnxOptions) -> None:
     """The TorchScript exporter (see README, "Why the TorchScript exporter"): opset 17, one Cast
-    straight after a uint8 input, and 0.2-1.4 s per model where torch.export takes 6-10 s."""
+    straight after a uint8 input, and 0.2-1.0 s per model where torch.export takes 3.9-5.7 s
+    (benchmarks/results/onnx_exporters.md)."""
     torch.onnx.export(
         graph.eval(),
         (graph.example_input(input_size),),
