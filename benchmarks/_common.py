@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
@@ -14,7 +13,7 @@ from pathlib import Path
 import torch
 
 import sfsc_deploy
-from exporters.files import write_text
+from exporters.files import json_text, write_text
 from sfsc_deploy.data import ReidSplits
 from sfsc_deploy.models import ArchOptions
 from sfsc_deploy.perf.bench import cpu_name
@@ -98,7 +97,7 @@ def train_resumable(
 
 def write_results(stem: Path, record: dict, md_lines: list[str]) -> None:
     """``stem``.json and ``stem``.md, each written atomically."""
-    write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    write_text(stem.with_suffix(".json"), json_text(record))
     write_text(stem.with_suffix(".md"), "\n".join(md_lines) + "\n")
 
 

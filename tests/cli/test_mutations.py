@@ -387,8 +387,7 @@ def _onnx_variants(path: Path):
             new = {k: v for k, v in meta.items() if k != key}
             if value is not REMOVE:
                 new[key] = value
-            del model.metadata_props[:]
-            set_metadata(model, new)
+            set_metadata(model, new)  # replaces the model's own
             yield f"metadata {_label((key,), value)}", model
     graph = original.graph
     reshaped = [("NHWC input", [1, 64, 32, 3]), ("another size", [1, 3, 128, 64]), ("rank 3", [3, 64, 32])]

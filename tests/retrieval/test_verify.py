@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from exporters.onnx_export import read_metadata
 from exporters.parity import tolerance_for
 from sfsc_deploy.data.bank import build_bank
 from sfsc_deploy.deploy.export import ExportSettings, default_images, export_tiers
@@ -121,15 +122,15 @@ def test_without_reference_only_absolute_figures(setup):
     assert neighbours.passed and float(neighbours.value) > 0.8
 
 
-def _copy_metadata(source, target) -> None:
+def _with_metadata(model_path, metadata, out) -> None:
+    """``model_path``'s graph saved to ``out`` carrying ``metadata`` (which replaces its own)."""
     import onnx
 
-    from exporters.onnx_export import read_metadata, set_metadata
+    from exporters.onnx_export import set_metadata
 
-    model = onnx.load(str(target))
-    del model.metadata_props[:]
-    set_metadata(model, read_metadata(source))
-    onnx.save(model, str(target))
+    model = onnx.load(str(model_path))
+    set_metadata(model, metadata)
+    onnx.save(model, str(out))
 
 
 def test_a_foreign_model_with_copied_metadata_fails_without_a_reference(setup, tmp_path, synthetic_small):
@@ -143,7 +144,7 @@ def test_a_foreign_model_with_copied_metadata_fails_without_a_reference(setup, t
         foreign_ck, [Tier("mobile", 0.5)], tmp_path / "out", images, settings=ExportSettings(progress=False)
     )
     forged = tmp_path / "out" / manifest.artifacts[0].file
-    _copy_metadata(files["mobile"], forged)
+    _with_metadata(forged, read_metadata(files["mobile"]), forged)
     report = verify(open_extractor(forged), gallery, queries)
     assert not report.passed
     failed = [c for c in report.checks if not c.passed]
@@ -156,18 +157,10 @@ def test_a_foreign_model_with_copied_metadata_fails_without_a_reference(setup, t
 
 
 def test_a_graph_that_contradicts_its_metadata_is_refused(setup, tmp_path):
-    import onnx
-
-    from exporters.onnx_export import read_metadata, set_metadata
-
     files, *_ = setup
     for key, value in [("feature_dim", "16"), ("bake_preprocess", "true"), ("input_size", "128x64")]:
-        model = onnx.load(str(files["mobile"]))
-        meta = {**read_metadata(model), key: value}
-        del model.metadata_props[:]
-        set_metadata(model, meta)
         path = tmp_path / f"{key}.onnx"
-        onnx.save(model, str(path))
+        _with_metadata(files["mobile"], {**read_metadata(files["mobile"]), key: value}, path)
         with pytest.raises(SfscError, match="metadata does not describe this model"):
             open_extractor(path)
 
