@@ -1,8 +1,9 @@
 """The artifact's description of itself: what every exported model carries, and how it is read back.
 
-An ONNX model stores it in ``metadata_props``, a TensorRT engine in its JSON sidecar; both are flat
-string maps. ``ModelInfo`` is the typed form, so runtimes, galleries and verification can refuse a
-model of another family, width, feature dimension or input contract before using it.
+An ONNX model stores it in ``metadata_props``, an OpenVINO IR in its ``rt_info`` (section
+``sfsc_deploy``), a TensorRT engine in its JSON sidecar; all are flat string maps. ``ModelInfo`` is
+the typed form, so runtimes, galleries and verification can refuse a model of another family,
+width, feature dimension or input contract before using it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .errors import UserError
 from .parity import TOLERANCES
 
 PRODUCER = "sfsc-deploy"
-RUNTIMES = ("pytorch", "onnx", "tensorrt")
+RUNTIMES = ("pytorch", "onnx", "openvino", "tensorrt")
 # bounds on sizes a file may declare, checked before anything is allocated: far above any real
 # re-id model, far below what would exhaust a machine (models.config uses the same two)
 MAX_INPUT_SIDE = 4096
@@ -25,7 +26,7 @@ _BOOLS = {"true": True, "false": False}
 
 @dataclass(frozen=True)
 class ModelInfo:
-    runtime: str  # pytorch | onnx | tensorrt
+    runtime: str  # pytorch | onnx | openvino | tensorrt
     family_id: str
     width: float
     feature_dim: int
@@ -67,7 +68,7 @@ class ModelInfo:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def metadata(self) -> dict[str, str]:
-        """The flat string form stored in ONNX ``metadata_props`` and engine sidecars."""
+        """The flat string form stored in ONNX ``metadata_props``, IR rt_info and engine sidecars."""
         return {
             "producer": PRODUCER,
             "family_id": self.family_id,

@@ -32,7 +32,11 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(0.99999, 0.99999, 1e-4, max_map_drop=0.1, max_rank1_drop=0.1, min_top1_agreement=0.99),
     "fp16": Tolerance(0.999, 0.9999, 1e-2, max_map_drop=0.5, max_rank1_drop=0.5, min_top1_agreement=0.97),
-    "int8": Tolerance(0.95, 0.99, 0.25, max_map_drop=1.0, max_rank1_drop=1.0, min_top1_agreement=0.85),
+    # int8 from measurements (docs/int8.md): correct symmetric models of every width reach min cos
+    # >= 0.9898, mean >= 0.9984 on 256 held-out Market-1501 images (the test model 0.993 / 0.9988);
+    # one layer's scale off by 1.5x gives mean <= 0.93, quantising the sensitive early layers mean
+    # 0.996. max abs rel is one element's worst case (Market 0.110, test model 0.175): a loose guard
+    "int8": Tolerance(0.98, 0.997, 0.25, max_map_drop=1.0, max_rank1_drop=1.0, min_top1_agreement=0.85),
 }
 
 

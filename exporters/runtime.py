@@ -3,7 +3,7 @@
 A runner is called with one batch in the form the graph takes (``graph.graph_inputs``) and returns
 float32 features; it exposes the artifact's metadata, whether its input is raw uint8, and the largest
 batch it accepts. ``open_runner`` picks the runtime from the file: onnxruntime for ``.onnx``,
-TensorRT for ``.engine`` / ``.plan`` / ``.trt``.
+OpenVINO for ``.xml`` (IR, with its ``.bin``), TensorRT for ``.engine`` / ``.plan`` / ``.trt``.
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ import numpy as np
 from .errors import UserError
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+OPENVINO_SUFFIX = ".xml"
+MODEL_SUFFIXES = (".onnx", OPENVINO_SUFFIX, *ENGINE_SUFFIXES)
 
 
 class Runner(Protocol):
     path: Path
-    runtime: str  # onnx | tensorrt
+    runtime: str  # onnx | openvino | tensorrt
     metadata: dict[str, str]
     input_uint8: bool
     max_batch: int | None  # None: any
-    providers: list[str]  # what actually runs it, best first (onnxruntime's providers; ["tensorrt"])
+    providers: list[str]  # what actually runs it, best first (onnxruntime's providers; OpenVINO's
+    # execution devices, e.g. ["CPU"]; ["tensorrt"])
     input_shape: tuple[int | None, ...]  # None marks a dynamic size
     output_shape: tuple[int | None, ...]
 
@@ -38,19 +41,34 @@ def open_runner(
     threads: int | None = None,
     provider: str = "CPUExecutionProvider",
     allow_fallback: bool = False,
+    device: str = "CPU",
 ) -> Runner:
+    """The runner for ``path``. ``provider`` / ``allow_fallback`` pick onnxruntime's execution
+    provider; ``device`` is OpenVINO's (an IR asked to run under another onnxruntime provider than
+    the CPU's is refused unless the fallback is allowed, like a provider onnxruntime lacks)."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"model {p} not found; pass an .onnx or .engine file written by export")
+        raise UserError(
+            f"model {p} not found; pass an .onnx, .xml (OpenVINO) or .engine file written by export"
+        )
     if p.suffix == ".onnx":
         from .ort_runtime import OrtModel
 
         return OrtModel(p, threads=threads, providers=[provider], allow_fallback=allow_fallback)
+    if p.suffix == OPENVINO_SUFFIX:
+        from .openvino_runtime import OvModel
+
+        if provider != "CPUExecutionProvider" and not allow_fallback:
+            raise UserError(
+                f"{p.name} is an OpenVINO IR: OpenVINO runs it on its device ({device}), not on the "
+                f"onnxruntime provider {provider}; drop --provider, or pass --allow-fallback to run it there"
+            )
+        return OvModel(p, threads=threads, device=device)
     if p.suffix in ENGINE_SUFFIXES:
         from .tensorrt_engine import TrtModel
 
         return TrtModel(p)
-    raise UserError(f"{p}: unknown model type {p.suffix!r}; pass an .onnx or .engine file")
+    raise UserError(f"{p}: unknown model type {p.suffix!r}; pass an .onnx, .xml (OpenVINO) or .engine file")
 
 
 def check_layout(

@@ -50,7 +50,9 @@ def export(
         str | None,
         typer.Option(
             help=with_default(
-                f"{' | '.join(PRECISIONS)}: fp32 | int8 on onnx (CPU), fp16 on tensorrt.", Tier, "precision"
+                f"{' | '.join(PRECISIONS)}: fp32 | int8 on onnx / openvino (CPU), fp16 on tensorrt.",
+                Tier,
+                "precision",
             )
         ),
     ] = None,

@@ -42,7 +42,9 @@ def _settings(batches, threads, warmup, iters, seconds, provider, cpus, allow_fa
 @app.command()
 def bench(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for bench.json/.md and the plots.")],
-    models: Annotated[list[Path] | None, typer.Argument(help="Exported .onnx / .engine files.")] = None,
+    models: Annotated[
+        list[Path] | None, typer.Argument(help="Exported .onnx / .xml (OpenVINO) / .engine files.")
+    ] = None,
     checkpoint_path: Annotated[
         Path | None, typer.Option("--checkpoint", help="Also time the PyTorch sliced model (baseline).")
     ] = None,
@@ -87,8 +89,11 @@ def profile(
     checkpoint_path: Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoint.")],
     out_path: Annotated[Path, typer.Option("--out", help="Device latency table to write (JSON).")],
     export_dir: Annotated[
-        Path | None, typer.Option(help="Reuse (or keep) the per-width ONNX exports in this folder.")
+        Path | None, typer.Option(help="Reuse (or keep) the per-width exports in this folder.")
     ] = None,
+    runtime: Annotated[
+        str, typer.Option(help="onnx (onnxruntime) | openvino (OpenVINO IR): what to export and time.")
+    ] = "onnx",
     batches: BatchesOpt = "1,8",
     threads: ThreadsOpt = "1",
     warmup: WarmupOpt = 10,
@@ -103,7 +108,9 @@ def profile(
     from sfsc_deploy.perf.profile import profile_device
 
     settings = _settings(batches, threads, warmup, iters, seconds, provider, cpus, allow_fallback)
-    table = profile_device(checkpoint_path, out_path, settings, export_dir=export_dir, force=force)
+    table = profile_device(
+        checkpoint_path, out_path, settings, export_dir=export_dir, force=force, runtime=runtime
+    )
     grid = Table("width", "batch", "threads", "p50 ms", "p99 ms", "img/s", title=table.device["cpu"])
     for e in table.entries:
         grid.add_row(

@@ -20,7 +20,9 @@ def _per_precision(field: str) -> str:
 @app.command()
 def extract(
     out_path: Annotated[Path, typer.Option("--out", help="Gallery feature file to write (.npz).")],
-    model: Annotated[Path | None, typer.Option(help="Exported artifact (.onnx or .engine).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Exported artifact (.onnx, .xml OpenVINO IR, or .engine).")
+    ] = None,
     checkpoint_path: Annotated[
         Path | None, typer.Option("--checkpoint", help="Or a checkpoint (PyTorch).")
     ] = None,
@@ -31,7 +33,9 @@ def extract(
     split: Annotated[str, typer.Option(help=" | ".join(SPLITS))] = SPLITS[0],
     dtype: Annotated[str, typer.Option(help=f"{' | '.join(DTYPES)} features in the file.")] = DTYPES[0],
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Runtime threads (onnxruntime intra-op, OpenVINO inference).")
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Features of one split (gallery by default) with ids, cameras, paths and the model's identity."""
@@ -60,7 +64,9 @@ def extract(
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Option(help="Exported artifact (.onnx or .engine) to check.")],
+    model: Annotated[
+        Path, typer.Option(help="Exported artifact (.onnx, .xml OpenVINO IR, or .engine) to check.")
+    ],
     gallery_path: Annotated[Path, typer.Option("--gallery", help="Gallery file from `extract`.")],
     data: Annotated[
         str, typer.Option("--data", help="'synthetic' or a dataset folder: its query split.")
@@ -85,7 +91,9 @@ def verify(
             help=f"Share of identical nearest neighbours (default {_per_precision('min_top1_agreement')})."
         ),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Runtime threads (onnxruntime intra-op, OpenVINO inference).")
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Check an artifact against a gallery and its PyTorch reference; exit 0 on pass, 1 on fail."""

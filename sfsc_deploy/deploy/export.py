@@ -40,9 +40,30 @@ class ExportImages:
     source: str
 
 
+@dataclass(frozen=True)
+class Companion:
+    """A file an artifact cannot run without, beside it: an OpenVINO IR's ``.bin`` weights, a
+    TensorRT engine's sidecar and source ONNX."""
+
+    file: str
+    sha256: str
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "bytes": self.bytes}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Companion:
+        name = str(data["file"])
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"companion file {name!r} is not a file name in the export folder")
+        return cls(name, str(data["sha256"]), int(data["bytes"]))
+
+
 @dataclass
 class Artifact:
-    """One exported file of the manifest: what it is, its hash, and the parity it passed."""
+    """One exported file of the manifest: what it is, its hash, the parity it passed, and the
+    files it needs beside it (``companions``)."""
 
     file: str
     tier: str
@@ -55,6 +76,7 @@ class Artifact:
     parity: Parity
     parity_images_from: str
     tier_settings: Tier
+    companions: list[Companion] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +90,7 @@ class Artifact:
             "info": self.info.to_dict(),
             "parity": {**self.parity.to_dict(), "images_from": self.parity_images_from},
             "tier_settings": self.tier_settings.to_dict(),
+            "companions": [c.to_dict() for c in self.companions],
         }
 
     @classmethod
@@ -89,6 +112,7 @@ class Artifact:
             parity=Parity.from_dict(parity),
             parity_images_from=source,
             tier_settings=Tier(**data["tier_settings"]),
+            companions=[Companion.from_dict(c) for c in data.get("companions", [])],  # older manifests: none
         )
 
 
@@ -140,7 +164,12 @@ class Manifest:
             raise SfscError(f"{path} is damaged ({exc}); {MANIFEST_FORMAT.fix}") from None
 
     def files(self, folder: str | os.PathLike) -> list[Path]:
+        """The artifact of every tier: what a runtime opens (an IR's .xml, not its .bin)."""
         return [Path(folder) / a.file for a in self.artifacts]
+
+    def all_files(self, folder: str | os.PathLike) -> list[Path]:
+        """Every file the export consists of: the artifacts and their companions."""
+        return [Path(folder) / n for a in self.artifacts for n in (a.file, *(c.file for c in a.companions))]
 
 
 def default_images(
@@ -218,35 +247,54 @@ def _export_one(
 
     stem = f"{tier.name}_w{tier.width:g}_{tier.precision}"
     expected = reference.features(images.parity)
+    companions: list[Path] = []  # files the artifact needs beside it (an IR's weights, a sidecar)
+    # one model per precision for every runtime: the int8 Q/DQ model, the fp16 model (TensorRT)
+    model = fp32
+    if tier.precision == "int8":
+        from exporters.quantize import Int8Options, quantize_int8
+
+        calibration = inputs(images.calibration)
+        model = quantize_int8(fp32, calibration, Int8Options(method=settings.int8_calibration)).model
+    elif tier.precision == "fp16":
+        from exporters.half import to_fp16
+
+        model = to_fp16(fp32)
     if tier.format == "onnx":
-        model = fp32
-        if tier.precision == "int8":
-            from exporters.quantize import quantize_int8
-
-            model = quantize_int8(fp32, inputs(images.calibration), method=settings.int8_calibration)
         path = save_onnx(model, folder / f"{stem}.onnx")
-        produced = open_extractor(path).features(images.parity)
-    else:
-        from exporters.tensorrt_engine import EngineOptions, build_engine
+    elif tier.format == "openvino":  # OpenVINO converts the very ONNX the onnx tier would ship
+        from exporters.openvino_runtime import to_openvino, weights_path
 
-        onnx_path = save_onnx(fp32, folder / f"{stem}.source.onnx")
+        path = folder / f"{stem}.xml"
+        to_openvino(model, path)
+        companions.append(weights_path(path))
+    else:
+        from exporters.tensorrt_engine import EngineOptions, build_engine, sidecar_path
+
+        onnx_path = save_onnx(model, folder / f"{stem}.source.onnx")
+        # the engine's source is checked against PyTorch first (here, on the CPU), then the engine
+        source = compare(expected, open_extractor(onnx_path).features(images.parity), tier.precision)
+        console.print(f"[bold]{tier.name}[/] source ONNX (onnxruntime): {source.summary()}")
+        if not source.passed:
+            raise SfscError(f"tier {tier.name!r}: its ONNX source failed parity: {_parity_hint(source)}")
         path = folder / f"{stem}.engine"
         build_engine(
             onnx_path,
             path,
             EngineOptions(tier.precision, tier.batch, settings.workspace_mb, settings.timing_cache),
-            calibration=inputs(images.calibration),
         )
-        expected = open_extractor(onnx_path).features(images.parity)  # the engine is checked against ORT
-        produced = open_extractor(path).features(images.parity)
+        companions += [sidecar_path(path), onnx_path]
+    produced = open_extractor(path).features(images.parity)
     parity = compare(expected, produced, tier.precision)
     console.print(
         f"[bold]{tier.name}[/] width {tier.width:g} {tier.format} {tier.precision}: {parity.summary()}"
     )
     if not parity.passed:
-        raise SfscError(
-            f"tier {tier.name!r} failed its {tier.precision} parity check: {_parity_hint(parity)}"
-        )
+        hint = _parity_hint(parity)
+        if tier.format == "openvino" and tier.precision == "int8":
+            from exporters.openvino_runtime import int8_caveat
+
+            hint += int8_caveat()
+        raise SfscError(f"tier {tier.name!r} failed its {tier.precision} parity check: {hint}")
     return Artifact(
         file=path.name,
         tier=tier.name,
@@ -259,6 +307,7 @@ def _export_one(
         parity=parity,
         parity_images_from=images.source,
         tier_settings=tier,
+        companions=[Companion(c.name, file_sha256(c), c.stat().st_size) for c in companions],
     )
 
 
@@ -280,6 +329,19 @@ def _parity_hint(parity) -> str:
     )
 
 
+def _require_runtimes(tiers: list[Tier]) -> None:
+    """A tier whose runtime is missing here fails the export before any tier is built."""
+    formats = {t.format for t in tiers}
+    if "openvino" in formats:
+        from exporters.openvino_runtime import require_openvino
+
+        require_openvino()
+    if "tensorrt" in formats:
+        from exporters.tensorrt_engine import require_tensorrt
+
+        require_tensorrt()
+
+
 def export_tiers(
     checkpoint_path: str | os.PathLike,
     tiers: list[Tier],
@@ -295,6 +357,7 @@ def export_tiers(
     console = console or Console(stderr=True, quiet=not settings.progress)
     if not tiers:
         raise SfscError("no tiers to export; pass --width or a --tiers file with at least one tier")
+    _require_runtimes(tiers)
     check_output_dir(out_dir, force, inputs=[checkpoint_path])
     net = checkpoint.load(checkpoint_path)
     source_sha = file_sha256(checkpoint_path)

@@ -12,7 +12,7 @@ from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.schema import check_types
 from sfsc_deploy.switchable.channels import normalize_width
 
-FORMATS = ("onnx", "tensorrt")
+FORMATS = ("onnx", "openvino", "tensorrt")  # CPU (onnxruntime), Intel CPU/GPU/NPU, NVIDIA GPU
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -37,9 +37,10 @@ class Tier:
             raise SfscError(f"{where}: format {self.format!r} is not one of {', '.join(FORMATS)}")
         if self.precision not in PRECISIONS:
             raise SfscError(f"{where}: precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.format == "onnx" and self.precision == "fp16":
+        if self.format in ("onnx", "openvino") and self.precision == "fp16":
             raise SfscError(
-                f"{where}: fp16 is for GPUs; use format tensorrt for fp16, or fp32/int8 for ONNX on CPU"
+                f"{where}: fp16 is for GPUs; use format tensorrt for fp16, or fp32/int8 for "
+                f"{'ONNX' if self.format == 'onnx' else 'OpenVINO'} on CPU"
             )
         batch = tuple(int(b) for b in self.batch)
         if len(batch) != 3 or not 1 <= batch[0] <= batch[1] <= batch[2]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from exporters.runtime import ENGINE_SUFFIXES
+from exporters.runtime import MODEL_SUFFIXES
 from sfsc_deploy import __version__
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.perf.results import BenchResult, BenchSettings, Latency
@@ -83,7 +83,7 @@ class Target:
 def artifact_target(
     path: str | os.PathLike, provider: str = "CPUExecutionProvider", allow_fallback: bool = False
 ) -> Target:
-    """An exported artifact behind its runtime (onnxruntime or TensorRT)."""
+    """An exported artifact behind its runtime (onnxruntime, OpenVINO or TensorRT)."""
     from exporters.metadata import ModelInfo
     from exporters.runtime import open_runner
 
@@ -105,6 +105,11 @@ def artifact_target(
 
     meta = probe.metadata
     extra: dict[str, Any] = {"execution_provider": probe.providers[0]}  # what ran, not what was asked
+    size = path.stat().st_size
+    if probe.runtime == "openvino":  # an IR is its graph (.xml) and its weights (.bin)
+        from exporters.openvino_runtime import weights_path
+
+        size += weights_path(path).stat().st_size
     if probe.runtime == "tensorrt":
         engine = probe.engine  # type: ignore[attr-defined]
         memory = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", None)
@@ -116,7 +121,7 @@ def artifact_target(
         info.to_dict(),
         make,
         example,
-        path.stat().st_size,
+        size,
         int(meta["params"]) if "params" in meta else None,
         int(meta["macs"]) if "macs" in meta else None,
         extra,
@@ -162,9 +167,12 @@ def open_target(
 ) -> Target:
     p = Path(path)
     if not p.is_file():
-        raise SfscError(f"{p} not found; pass .onnx or .engine files written by `sfsc-deploy export`")
-    if p.suffix != ".onnx" and p.suffix not in ENGINE_SUFFIXES:
-        raise SfscError(f"{p}: cannot benchmark {p.suffix!r} files; pass .onnx or .engine (or --checkpoint)")
+        raise SfscError(f"{p} not found; pass .onnx, .xml or .engine files written by `sfsc-deploy export`")
+    if p.suffix not in MODEL_SUFFIXES:
+        raise SfscError(
+            f"{p}: cannot benchmark {p.suffix!r} files; pass .onnx, .xml (OpenVINO) or .engine "
+            "(or --checkpoint)"
+        )
     return artifact_target(p, provider, allow_fallback)
 
 
@@ -178,9 +186,11 @@ def cpu_name() -> str:
 
 
 def device_description() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import onnxruntime
 
-    desc = {
+    desc: dict[str, Any] = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "affinity": sorted(os.sched_getaffinity(0)),
@@ -190,6 +200,10 @@ def device_description() -> dict[str, Any]:
         "onnxruntime": onnxruntime.__version__,
         "sfsc_deploy": __version__,
     }
+    try:
+        desc["openvino"] = version("openvino")  # without importing it (optional, and slow to load)
+    except PackageNotFoundError:
+        pass
     if torch.cuda.is_available():
         desc["gpu"] = torch.cuda.get_device_name()
     return desc

@@ -41,7 +41,9 @@ class BenchReport:
         return (
             f"# Benchmark\n\n- command: `{self.command}`\n- machine: {dev['cpu']}, {dev['cores']} cores, "
             f"{dev['system']}\n- date: {self.date}\n"
-            f"- onnxruntime {dev['onnxruntime']}, torch {dev['torch']}\n\n"
+            f"- onnxruntime {dev['onnxruntime']}"
+            + (f", OpenVINO {dev['openvino']}" if "openvino" in dev else "")
+            + f", torch {dev['torch']}\n\n"
             f"{results_markdown(self.results)}\n"
         )
 

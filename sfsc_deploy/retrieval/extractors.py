@@ -3,7 +3,7 @@
 Every extractor takes uint8 [N, 3, H, W] images at the model's input size and knows what it is
 (family, width, feature dim, input contract: ``exporters.metadata.ModelInfo``), so galleries and
 verification can refuse mismatches. Artifacts run through ``exporters.runtime`` (onnxruntime,
-TensorRT); the PyTorch sliced model of a width is the reference they are checked against.
+OpenVINO, TensorRT); the PyTorch sliced model of a width is the reference they are checked against.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class TorchExtractor(FeatureExtractor):
 
 
 class ArtifactExtractor(FeatureExtractor):
-    """An exported artifact behind its runtime's runner (onnxruntime or TensorRT)."""
+    """An exported artifact behind its runtime's runner (onnxruntime, OpenVINO or TensorRT)."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
@@ -107,7 +107,8 @@ def open_extractor(
     threads: int | None = None,
     provider: str = "CPUExecutionProvider",
 ) -> FeatureExtractor:
-    """An artifact (``.onnx``, ``.engine``) or a checkpoint at ``width`` (default 1.0)."""
+    """An artifact (``.onnx``, ``.xml`` OpenVINO IR, ``.engine``) or a checkpoint at ``width``
+    (default 1.0)."""
     if (model is None) == (checkpoint is None):
         raise SfscError("pass exactly one of --model (an exported artifact) and --checkpoint")
     if checkpoint is not None:

@@ -79,3 +79,21 @@ def test_tier_round_trips_to_dict():
     t = Tier("edge", 0.75, batch=[1, 4, 8])
     assert t.batch == (1, 4, 8)
     assert Tier(**t.to_dict()) == t
+
+
+def test_openvino_tiers_take_fp32_and_int8_and_refuse_fp16(tmp_path):
+    text = (
+        '[[tier]]\nname = "nuc"\nwidth = 0.5\nformat = "openvino"\n\n'
+        '[[tier]]\nname = "cam"\nwidth = 0.25\nformat = "openvino"\nprecision = "int8"\n'
+        "bake_preprocess = true\n"
+    )
+    nuc, cam = load_tiers(write(tmp_path, text))
+    assert (nuc.format, nuc.precision) == ("openvino", "fp32")
+    assert (cam.format, cam.precision, cam.bake_preprocess) == ("openvino", "int8", True)
+    assert Tier(**cam.to_dict()) == cam
+    bad = '[[tier]]\nname = "a"\nwidth = 0.5\nformat = "openvino"\nprecision = "fp16"\n'
+    with pytest.raises(SfscError, match="tier 'a': fp16 is for GPUs; .* for OpenVINO on CPU") as exc:
+        load_tiers(write(tmp_path, bad))
+    assert "\n" not in str(exc.value)
+    with pytest.raises(SfscError, match="format 'OpenVINO' is not one of onnx, openvino, tensorrt"):
+        Tier("a", 0.5, format="OpenVINO")

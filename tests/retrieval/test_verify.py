@@ -58,10 +58,10 @@ def test_int8_camera_tier_keeps_cross_width_retrieval(setup):
         gallery,
         queries,
         TorchExtractor.from_checkpoint(ck, 0.25),
-        tolerance_for("int8", max_map_drop=INT8_MAP_TOLERANCE, max_rank1_drop=5.0, min_top1_agreement=0.8),
+        tolerance_for("int8", max_map_drop=INT8_MAP_TOLERANCE, max_rank1_drop=5.0, min_top1_agreement=0.7),
     )
     fp32_map, int8_map = report.reference_metrics.mAP, report.artifact_metrics.mAP
-    assert report.passed, report.checks
+    assert report.passed, [c for c in report.checks if not c.passed]
     assert abs(fp32_map - int8_map) <= INT8_MAP_TOLERANCE
     random_map = evaluate(
         np.random.default_rng(0).normal(size=(len(queries), 32)),
