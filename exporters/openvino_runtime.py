@@ -69,23 +69,6 @@ def cpu_has_vnni() -> bool | None:
     return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
-def int8_caveat() -> str:
-    """Why an int8 IR may miss its parity here although onnxruntime's int8 passes ("" if no reason).
-
-    Measured on an AVX2 CPU without VNNI: OpenVINO runs the symmetric int8 Q/DQ model's
-    convolutions on unsigned activations shifted by 128, whose 8-bit products then saturate the
-    16-bit pair sums of those kernels (the test suite's trained width-0.25 model: min cos 0.90 to
-    PyTorch where onnxruntime keeps 0.98; with 7-bit weights or unsigned activations OpenVINO keeps
-    0.99 too). VNNI sums in 32 bits.
-    """
-    if cpu_has_vnni() is not False:
-        return ""
-    return (
-        " (this CPU has no VNNI, and OpenVINO's int8 kernels for such CPUs lose accuracy on symmetric "
-        "int8 models: check the tier on the target Intel CPU, or use fp32 or the onnx format here)"
-    )
-
-
 def weights_path(xml_path: str | os.PathLike) -> Path:
     """The ``.bin`` an IR's ``.xml`` reads its weights from: same folder, same stem."""
     return Path(xml_path).with_suffix(".bin")

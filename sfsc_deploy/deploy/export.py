@@ -289,12 +289,9 @@ def _export_one(
         f"[bold]{tier.name}[/] width {tier.width:g} {tier.format} {tier.precision}: {parity.summary()}"
     )
     if not parity.passed:
-        hint = _parity_hint(parity)
-        if tier.format == "openvino" and tier.precision == "int8":
-            from exporters.openvino_runtime import int8_caveat
-
-            hint += int8_caveat()
-        raise SfscError(f"tier {tier.name!r} failed its {tier.precision} parity check: {hint}")
+        raise SfscError(
+            f"tier {tier.name!r} failed its {tier.precision} parity check: {_parity_hint(parity)}"
+        )
     return Artifact(
         file=path.name,
         tier=tier.name,

@@ -36,8 +36,7 @@ def ck(tmp_path, capsys):
 
 @needs_openvino
 def test_export_extract_verify_an_openvino_ir(trained_checkpoint, tmp_path, capsys):
-    """fp32: OpenVINO's int8 depends on the CPU (see exporters.openvino_runtime.int8_caveat); the int8
-    IR is covered in tests/exporters and tests/deploy."""
+    """fp32 here; the int8 IR is covered in tests/exporters and tests/deploy."""
     ck, exp = trained_checkpoint, tmp_path / "exp"
     code, out, err = run(
         capsys, "export", "--checkpoint", ck, "--width", "0.25", "--export-format", "openvino",
