@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,13 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.legend(loc="lower right")
     fig.tight_layout()
     save_png(fig, path)
+
+
+def drop(row: dict, metric: str) -> str:
+    """A paired drop as the table shows it: points lost, its 95% interval, McNemar's p for rank-1."""
+    d = next(p for p in row["paired"] if p["metric"] == metric)
+    text = f"{d['drop']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+    return text + (f", p {d['p_value']:.2f}" if d["p_value"] is not None else "")
 
 
 def shown(path: str) -> str:
@@ -137,7 +145,8 @@ def main() -> None:
                     "reference_R1": report.reference_metrics.rank1,
                     "artifact_R1": report.artifact_metrics.rank1,
                     "top1_agreement": report.top1_agreement,
-                    "verify": "pass" if report.passed else "FAIL",
+                    "verify": report.verdict,
+                    "paired": [asdict(d) for d in report.paired],
                     "checks": [vars(c) for c in report.checks],
                 }
             )
@@ -164,19 +173,23 @@ def main() -> None:
         f"Model: `{shown(args.checkpoint)}` (sha256 {record['checkpoint_sha256'][:12]}), "
         f"tiers `{shown(args.tiers)}`. "
         f"Gallery: the full model (PyTorch) on {len(gallery)} gallery images; {len(queries)} queries. "
-        "Parity: 128 training images; int8 calibrated on 256 other training images.",
+        "Parity: 128 training images; int8 calibrated on 256 other training images. Verify: the "
+        "artifact's queries vs its PyTorch reference's over the same queries — a drop is a FAIL only "
+        "when it exceeds the precision's tolerance with 95% confidence (paired bootstrap, one-sided); "
+        "McNemar's exact p for the rank-1 flips.",
         "",
         "| tier | width | precision | size | parity min / mean cos | parity max abs | query min cos "
-        "| mAP ref → artifact | R1 ref → artifact | top-1 agreement | verify |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| mAP ref → artifact | mAP drop [95% CI] | R1 ref → artifact | R1 drop [95% CI], McNemar p "
+        "| top-1 agreement | verify |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in rows:
         md.append(
             f"| {r['tier']} | {r['width']:g} | {r['precision']} | {r['bytes'] / 1e6:.2f} MB "
             f"| {r['parity_min_cos']:.5f} / {r['parity_mean_cos']:.5f} | {r['parity_max_abs']:.1e} "
             f"| {r['query_min_cos']:.5f} | {r['reference_mAP']:.2f} → {r['artifact_mAP']:.2f} "
-            f"| {r['reference_R1']:.2f} → {r['artifact_R1']:.2f} | {r['top1_agreement']:.4f} "
-            f"| {r['verify']} |"
+            f"| {drop(r, 'mAP')} | {r['reference_R1']:.2f} → {r['artifact_R1']:.2f} | {drop(r, 'rank-1')} "
+            f"| {r['top1_agreement']:.4f} | {r['verify']} |"
         )
     if int8_rows:
         md += [

@@ -1,7 +1,7 @@
 """onnxruntime vs OpenVINO on this CPU: the same exported models, 1 thread, side by side.
 
 Per width (0.25 / 0.5 / 0.75 / 1.0) and precision (fp32, int8 Q/DQ) the ONNX model is made as
-``export`` makes it (``to_onnx``; ``quantize_int8`` calibrated on synthetic training images) and
+``export`` makes it (``to_onnx``; ``quantize_int8`` calibrated on ``--data``'s training images) and
 converted to OpenVINO IR with ``exporters.openvino_runtime.to_openvino``, so both runtimes run the
 very same graph. Latency at batch 1 and one larger batch is timed round-robin (``interleaved``:
 machine noise hits both runtimes alike), each runtime with one thread (onnxruntime intra-op 1;
@@ -165,6 +165,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="a trained checkpoint (default: a quick synthetic SFSC run)")
+    parser.add_argument("--data", default="synthetic", help="images for calibration and parity")
+    parser.add_argument("--format", default=None, help="--data's layout (e.g. market1501-heldout)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the default quick run")
     parser.add_argument("--widths", default=",".join(f"{w:g}" for w in WIDTHS))
     parser.add_argument("--batches", default="1,8", help="batch 1 and one larger batch")
@@ -187,7 +189,8 @@ def main() -> None:
     widths = [float(w) for w in args.widths.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     size = checkpoint.read_config(ck).options.input_size
-    images = default_images(load_dataset("synthetic"), size, args.calibration_images, args.parity_images)
+    splits = load_dataset(args.data, args.format)
+    images = default_images(splits, size, args.calibration_images, args.parity_images)
     models = build_models(ck, work, widths, images.calibration)
     parity = parity_rows(ck, models, images.parity)
 
@@ -276,7 +279,7 @@ def main() -> None:
         )
     md += [
         "",
-        f"Feature parity on {args.parity_images} held-out synthetic images (OV = OpenVINO, ORT = "
+        f"Feature parity on {args.parity_images} held-out {splits.name} images (OV = OpenVINO, ORT = "
         "onnxruntime; 'pass' against PyTorch with the tier precision's tolerance):",
         "",
         "| width | precision | OV vs ORT max abs | OV vs ORT min cos | ORT vs PyTorch min cos | "
