@@ -32,13 +32,38 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(0.99999, 0.99999, 1e-4, max_map_drop=0.1, max_rank1_drop=0.1, min_top1_agreement=0.99),
     "fp16": Tolerance(0.999, 0.9999, 1e-2, max_map_drop=0.5, max_rank1_drop=0.5, min_top1_agreement=0.97),
-    # int8 from measurements (docs/int8.md, benchmarks/results/int8_market1501.md): correct models of
-    # every width reach min cos 0.9908-0.9977, mean 0.9980-0.9993 on 256 held-out Market-1501 images;
-    # one layer's weight scale off by 1.5x gives mean 0.90-0.93, the first (8-bit, all-int8) version
-    # of the model mean 0.9959 at width 0.25. max abs rel is one element's worst case (Market up to
-    # 0.113, the test model 0.18): a loose guard; the cosines carry the check
-    "int8": Tolerance(0.98, 0.997, 0.25, max_map_drop=1.0, max_rank1_drop=1.0, min_top1_agreement=0.85),
+    # int8 (docs/int8.md): an absolute floor that every model must meet — the small test and demo
+    # models (8-channel layers) measure mean 0.990-0.999, min 0.957-0.994 — plus, per model, the
+    # int8 model may not fall below what its quantiser measured on the calibration images
+    # (INT8_FIT_MARGIN). Market-1501 models: mean 0.9980-0.9993, within 0.0001 of their fit; one
+    # layer's weight scale off by 1.5x: mean 0.90-0.93; OpenVINO's saturating AVX2 kernels on
+    # full-range weights: 0.962 against a fit of 0.998. Top-1 agreement: near-ties reorder (Market
+    # 0.919, the test models 0.78-0.82); the paired mAP / rank-1 tests decide retrieval
+    "int8": Tolerance(0.95, 0.99, 0.25, max_map_drop=1.0, max_rank1_drop=1.0, min_top1_agreement=0.75),
 }
+
+
+INT8_FIT_MARGIN = 0.003  # parity mean cosine may fall this far below the quantiser's calibration fit
+FIT_KEY = "int8_calibration_mean_cosine"  # the metadata key exporters.quantize writes
+
+
+def calibration_gap(mean_cosine: float, metadata: dict[str, str]) -> str | None:
+    """Why an int8 artifact's features are worse than its own quantiser measured, or None.
+
+    A model whose scales were damaged after export, or a runtime whose int8 kernels lose accuracy,
+    falls below the fit the quantiser reached on the calibration images; a correct one does not
+    (new images cost at most 0.0001 on Market-1501)."""
+    try:
+        fit = float(metadata[FIT_KEY])
+    except (KeyError, ValueError):
+        return None
+    if mean_cosine >= fit - INT8_FIT_MARGIN:
+        return None
+    return (
+        f"mean cosine {mean_cosine:.5f} is below the {fit:.5f} its quantiser measured on the calibration "
+        f"images (margin {INT8_FIT_MARGIN}): the artifact is not the model that was calibrated, or this "
+        "runtime's int8 kernels lose accuracy"
+    )
 
 
 def tolerance_for(precision: str, **overrides: float | None) -> Tolerance:

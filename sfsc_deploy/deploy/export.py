@@ -292,6 +292,13 @@ def _export_one(
         raise SfscError(
             f"tier {tier.name!r} failed its {tier.precision} parity check: {_parity_hint(parity)}"
         )
+    if tier.precision == "int8":
+        from exporters.onnx_export import read_metadata
+        from exporters.parity import calibration_gap
+
+        gap = calibration_gap(parity.mean_cosine, read_metadata(model))
+        if gap:
+            raise SfscError(f"tier {tier.name!r} failed its int8 parity check: {gap}; nothing was written")
     return Artifact(
         file=path.name,
         tier=tier.name,

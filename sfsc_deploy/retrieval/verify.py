@@ -16,7 +16,15 @@ import numpy as np
 import torch
 
 from exporters.metadata import ModelInfo
-from exporters.parity import Parity, Tolerance, compare, tolerance_for
+from exporters.parity import (
+    FIT_KEY,
+    INT8_FIT_MARGIN,
+    Parity,
+    Tolerance,
+    calibration_gap,
+    compare,
+    tolerance_for,
+)
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.metrics import QueryScores, query_scores
 from sfsc_deploy.evaluation.paired import FAIL, MIN_QUERIES, NO_VERDICT, PASS, PairedDrop, paired_drop
@@ -207,6 +215,19 @@ def verify(
             value += f" ({d.queries} queries: too few)"
         return Check(name, value, f"≤ {d.tolerance:g} (95%, one-sided)", d.verdict != FAIL)
 
+    runner = getattr(artifact, "runner", None)
+    if artifact.info.precision == "int8" and runner is not None:
+        gap = calibration_gap(parity.mean_cosine, runner.metadata)
+        fit = runner.metadata.get(FIT_KEY)
+        if fit is not None:
+            report.checks.append(
+                Check(
+                    "query cosine vs calibration fit",
+                    f"{parity.mean_cosine:.6f}",
+                    f"≥ {fit} − {INT8_FIT_MARGIN}",
+                    gap is None,
+                )
+            )
     report.checks += [
         Check(
             "query feature cosine (mean)",

@@ -87,3 +87,29 @@ def test_tensorrt_without_tensorrt_is_one_error_and_no_files(ck, tmp_path, image
     with pytest.raises(SfscError, match="cannot use --format tensorrt"):
         export_tiers(ck, [Tier("gpu", 1.0, "tensorrt", "fp16")], tmp_path / "out", images, settings=QUIET)
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_worse_than_its_own_calibration_fit_is_refused(ck, tmp_path, images, monkeypatch):
+    """A model whose features fall below what its quantiser measured is not the calibrated model: here
+    one weight scale is damaged after calibration, and the table's floors are lifted so that only the
+    model's own fit can catch it."""
+    from onnx import numpy_helper
+
+    from exporters import quantize
+
+    real = quantize.quantize_int8
+
+    def damaged(*args, **kwargs):
+        result = real(*args, **kwargs)
+        inits = {i.name: i for i in result.model.graph.initializer}
+        dq = [n for n in result.model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+        scale = inits[dq[-1].input[1]]
+        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 3, scale.name))
+        return result
+
+    monkeypatch.setattr(quantize, "quantize_int8", damaged)
+    loose = replace(parity.TOLERANCES["int8"], min_cosine=0.0, min_mean_cosine=0.0, max_abs_rel=1e9)
+    monkeypatch.setitem(parity.TOLERANCES, "int8", loose)
+    with pytest.raises(SfscError, match="its quantiser measured on the calibration images"):
+        export_tiers(ck, [Tier("c", 0.25, precision="int8")], tmp_path / "out", images, settings=QUIET)
+    assert not (tmp_path / "out").exists()

@@ -58,7 +58,7 @@ def test_int8_camera_tier_keeps_cross_width_retrieval(setup):
         gallery,
         queries,
         TorchExtractor.from_checkpoint(ck, 0.25),
-        tolerance_for("int8", max_map_drop=INT8_MAP_TOLERANCE, max_rank1_drop=5.0, min_top1_agreement=0.7),
+        tolerance_for("int8", max_map_drop=INT8_MAP_TOLERANCE, max_rank1_drop=5.0),
     )
     fp32_map, int8_map = report.reference_metrics.mAP, report.artifact_metrics.mAP
     assert report.passed, [c for c in report.checks if not c.passed]
@@ -244,6 +244,8 @@ def test_a_broken_artifact_fails_verification(setup, tmp_path, bug):
     assert report.verdict == "fail", report.checks
     failed = {c.name for c in report.checks if not c.passed}
     assert "query feature cosine (min)" in failed, report.checks
+    if bug == "int8-scale":  # worse than its own quantiser measured: not the model that was calibrated
+        assert "query cosine vs calibration fit" in failed, report.checks
 
 
 def test_too_few_queries_give_no_verdict_not_a_pass(setup):
