@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sfsc_deploy.cli.options import app, given, input_size, out, si, with_default
+from sfsc_deploy.cli.options import DeviceOpt, app, given, input_size, out, si, with_default
 from sfsc_deploy.models.config import ARCH_NAMES, DEFAULT_WIDTHS, ArchOptions, NetConfig
+from sfsc_deploy.models.pretrained import INIT_HELP
 from sfsc_deploy.switchable.channels import format_widths
 
 ArchOpt = Annotated[str, typer.Option(help=" | ".join(ARCH_NAMES))]
@@ -57,6 +58,16 @@ LastStrideOpt = Annotated[
 FeatureDimOpt = Annotated[
     int | None, typer.Option(help=with_default("Retrieval feature dimension D.", NetConfig, "feature_dim"))
 ]
+InitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--init",
+        help=f"Start the backbone from ImageNet weights: {INIT_HELP}; a torchvision or timm state dict "
+        "(.safetensors, or .pth read with weights_only) of resnet18/50, mobilenet_v2 or "
+        "shufflenet_v2_x1_0. Needs width multiplier 1; the ImageNet classifier is not used. "
+        "Unset: random initialisation.",
+    ),
+]
 
 
 @app.command()
@@ -74,16 +85,21 @@ def init(
     divisor: DivisorOpt = None,
     last_stride: LastStrideOpt = None,
     seed: Annotated[int, typer.Option(help="Initialisation seed.")] = 0,
+    pretrained: InitOpt = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a freshly initialised checkpoint, to try the pipeline before training."""
     from sfsc_deploy.models import checkpoint
+    from sfsc_deploy.models.pretrained import PretrainedInit
 
     options = arch_options(width_mult, size, divisor, last_stride)
     config = NetConfig(
         arch, widths, options=options, **given(feature_dim=feature_dim, num_classes=num_classes)
     )
-    net = checkpoint.create(config, out_path, seed=seed, force=force)
+    init = PretrainedInit(pretrained) if pretrained else None
+    net = checkpoint.create(config, out_path, seed=seed, force=force, init=init)
+    if init is not None and init.report is not None:
+        out.print(init.report.summary())
     out.print(
         f"wrote {out_path}  ({arch}, widths {format_widths(net.widths)}, family {checkpoint.family_id(net)})"
     )
@@ -130,6 +146,7 @@ def slice_cmd(
         Path | None, typer.Option(help="Folder of images: re-estimate the BatchNorm of an untrained width.")
     ] = None,
     calibration_images: Annotated[int, typer.Option(help="Images used by --calibrate.")] = 2048,
+    device: DeviceOpt = None,
     force: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
 ) -> None:
     """Write the standalone sliced model of one width (plain layers, safetensors + JSON)."""
@@ -142,6 +159,7 @@ def slice_cmd(
         calibrate=calibrate,
         calibration_images=calibration_images,
         force=force,
+        **given(device=device),
     )
     if r.calibration_images is not None:
         out.print(

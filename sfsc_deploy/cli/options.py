@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.device import DEFAULT_DEVICE, DEVICE_CHOICES
 
 app = typer.Typer(
     name="sfsc-deploy",
@@ -43,6 +44,9 @@ FallbackOpt = Annotated[
         help="Run on onnxruntime's fallback (the CPU) when --provider is missing, instead of failing."
     ),
 ]
+# where a command runs its PyTorch model (train takes its default from TrainConfig)
+DEVICE_HELP = f"Where the PyTorch model runs: {DEVICE_CHOICES} (auto: CUDA when PyTorch sees a GPU)."
+DeviceOpt = Annotated[str | None, typer.Option(help=f"{DEVICE_HELP} [default: {DEFAULT_DEVICE}]")]
 ForceOpt = Annotated[
     bool,
     typer.Option(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from exporters.parity import TOLERANCES, tolerance_for
-from sfsc_deploy.cli.options import DataOpt, ForceOpt, FormatOpt, SynthSeedOpt, app, dataset, out
+from sfsc_deploy.cli.options import DataOpt, DeviceOpt, ForceOpt, FormatOpt, SynthSeedOpt, app, dataset, out
 from sfsc_deploy.retrieval.gallery import DTYPES, SPLITS
 
 
@@ -36,6 +36,7 @@ def extract(
     threads: Annotated[
         int | None, typer.Option(help="Runtime threads (onnxruntime intra-op, OpenVINO inference).")
     ] = None,
+    device: DeviceOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Features of one split (gallery by default) with ids, cameras, paths and the model's identity."""
@@ -45,7 +46,7 @@ def extract(
 
     inputs = [model, checkpoint_path, data]
     check_overwrite(out_path, force, inputs)
-    extractor = open_extractor(model, checkpoint=checkpoint_path, width=width, threads=threads)
+    extractor = open_extractor(model, checkpoint=checkpoint_path, width=width, threads=threads, device=device)
     gallery = extract_gallery(
         extractor,
         dataset(data, fmt, synthetic_seed),

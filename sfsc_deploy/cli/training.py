@@ -11,6 +11,7 @@ from sfsc_deploy.cli.model import (
     WIDTHS_TEXT,
     DivisorOpt,
     FeatureDimOpt,
+    InitOpt,
     InputSizeOpt,
     LastStrideOpt,
     WidthMultOpt,
@@ -18,7 +19,9 @@ from sfsc_deploy.cli.model import (
     arch_options,
 )
 from sfsc_deploy.cli.options import (
+    DEVICE_HELP,
     DataOpt,
+    DeviceOpt,
     ForceOpt,
     FormatOpt,
     SynthSeedOpt,
@@ -28,6 +31,7 @@ from sfsc_deploy.cli.options import (
     out,
     with_default,
 )
+from sfsc_deploy.io.device import AMP_MODES
 from sfsc_deploy.losses.names import KL_VARIANTS, ORI_LOSSES
 from sfsc_deploy.models.config import ARCH_NAMES
 from sfsc_deploy.train.config import AGGREGATIONS, SAMPLERS, SEPARATE_METHODS, SWITCHABLE_METHODS, TrainConfig
@@ -101,6 +105,25 @@ def train(
         ),
     ] = None,
     seed: Annotated[int | None, _opt("Seed of initialisation, batches and augmentation.", "seed")] = None,
+    init: InitOpt = None,
+    device: Annotated[str | None, _opt(DEVICE_HELP, "device")] = None,
+    amp: Annotated[
+        str | None,
+        _opt(
+            f"Mixed precision of the forward passes: {' | '.join(AMP_MODES)} (fp16 adds loss scaling); "
+            "gradients, their Gram matrix and projection stay float32.",
+            "amp",
+        ),
+    ] = None,
+    channels_last: Annotated[
+        bool | None,
+        _opt(
+            "NHWC layout for the model and its inputs (for CUDA; on the CPU it runs PyTorch's slower "
+            "native convolutions).",
+            "channels_last",
+            "--channels-last/--no-channels-last",
+        ),
+    ] = None,
     feature_dim: FeatureDimOpt = None,
     width_mult: WidthMultOpt = None,
     size: InputSizeOpt = None,
@@ -141,6 +164,10 @@ def train(
             erasing=erasing,
             val_ids=val_ids,
             seed=seed,
+            init=init,
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
         )
     )
     options = arch_options(width_mult, size, divisor, last_stride)
@@ -158,6 +185,8 @@ def train(
         plots=plots,
         **given(feature_dim=feature_dim),
     )
+    if result.pretrained is not None:
+        out.print(result.pretrained.summary())
     out.print(
         f"trained {cfg.method} ({cfg.aggregation}) on {splits.name}: "
         f"{len(result.networks)} widths → {out_dir}/networks.json"
@@ -173,6 +202,7 @@ def eval_cmd(
     synthetic_seed: SynthSeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     flip: Annotated[bool, typer.Option(help="Average features with the flipped image.")] = False,
+    device: DeviceOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Cross-width compatibility matrix M(φ_q, φ_g) and the compatibility rule per pair."""
@@ -186,6 +216,7 @@ def eval_cmd(
         batch_size=batch_size,
         flip=flip,
         force=force,
+        **given(device=device),
     )
     out.print(matrix_markdown(matrix))
     if matrix.all_pass():

@@ -18,6 +18,7 @@ from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.features import extract_features
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix, compatibility_matrix
 from sfsc_deploy.evaluation.report import matrix_report_paths, write_matrix_report
+from sfsc_deploy.io.device import DEFAULT_DEVICE, resolve_device
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.networks import read_networks
 
@@ -32,13 +33,18 @@ def evaluate_run(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
     force: bool = True,
+    device: str = DEFAULT_DEVICE,
 ) -> CompatibilityMatrix:
-    """``force=False`` refuses to replace an earlier report in ``out_dir`` (checked before any work)."""
+    """``force=False`` refuses to replace an earlier report in ``out_dir`` (checked before any work).
+
+    The networks run on ``device`` (``auto``: CUDA when available); features come back to the CPU.
+    """
     if out_dir is not None:
         for path in matrix_report_paths(out_dir).values():
             check_overwrite(path, force, inputs=[model_path])
+    where = resolve_device(device)
     method, networks = read_networks(model_path)
-    loaded = {path: checkpoint.load(path) for path in sorted(set(networks.values()))}
+    loaded = {path: checkpoint.load(path, where) for path in sorted(set(networks.values()))}
     options = {
         (n.config.options.input_size, n.config.options.mean, n.config.options.std) for n in loaded.values()
     }

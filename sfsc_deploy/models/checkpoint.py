@@ -12,7 +12,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -25,6 +25,9 @@ from sfsc_deploy.io.hashing import tensor_digest
 from sfsc_deploy.io.headers import CHECKPOINT
 from sfsc_deploy.models import NetConfig, SwitchableNet, build_from_config
 from sfsc_deploy.switchable.layers import SwitchableConv2d, SwitchableLinear
+
+if TYPE_CHECKING:
+    from sfsc_deploy.models.pretrained import PretrainedInit
 
 METADATA_KEY = "sfsc_deploy"
 # a training-only tensor added after format 1 was fixed; older checkpoints lack it
@@ -164,19 +167,34 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Switcha
 
 
 def create(
-    config: NetConfig, path: str | os.PathLike, *, seed: int = 0, force: bool = False
+    config: NetConfig,
+    path: str | os.PathLike,
+    *,
+    seed: int = 0,
+    force: bool = False,
+    init: str | PretrainedInit | None = None,
 ) -> SwitchableNet:
     """Write a freshly initialised network (seeded), to try the pipeline before training.
 
     Its BatchNorm statistics are estimated from random images at every width, so its eval-mode
-    features neither vanish nor explode and every width exports and passes parity.
+    features neither vanish nor explode and every width exports and passes parity. With ``init``
+    (``imagenet:PATH``, models.pretrained) the backbone is ImageNet's instead, its BatchNorms
+    (statistics too) the leading slices of ImageNet's at every width; the head stays fresh.
     """
     from exporters.files import check_overwrite
     from sfsc_deploy.models.calibration import fresh_statistics
+    from sfsc_deploy.models.pretrained import PretrainedInit
 
+    init = PretrainedInit(init) if isinstance(init, str) else init
+    if init is not None:
+        init.check(config.arch, config.options)
     check_overwrite(path, force)
     torch.manual_seed(seed)
     net = build_from_config(config)
-    fresh_statistics(net, seed=seed)
-    save(net.eval(), path, force=force, initialised_only=True, seed=seed)
+    if init is None:
+        fresh_statistics(net, seed=seed)
+    else:
+        init.apply(net)
+    extra = {"init": init.spec} if init is not None else {}
+    save(net.eval(), path, force=force, initialised_only=True, seed=seed, **extra)
     return net

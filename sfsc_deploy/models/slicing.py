@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from exporters.files import atomic_dir, json_text
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.device import DEFAULT_DEVICE, resolve_device
 from sfsc_deploy.io.headers import SLICED
 from sfsc_deploy.models import FeatureNet, NetConfig, SwitchableNet, build_plain
 from sfsc_deploy.switchable.layers import Switchable
@@ -146,9 +147,11 @@ def slice_checkpoint(
     calibrate: str | os.PathLike | None = None,
     calibration_images: int = 2048,
     force: bool = False,
+    device: str = DEFAULT_DEVICE,
 ) -> SliceResult:
     """Write the standalone sliced model of one width (re-estimating an untrained width's BatchNorm
-    from the image folder ``calibrate`` first), checked against the switchable network."""
+    from the image folder ``calibrate`` first, on ``device``), checked against the switchable network
+    (slicing, its check and the files on the CPU)."""
     from exporters.files import check_output_dir, file_sha256
     from sfsc_deploy.data.images import load_folder
     from sfsc_deploy.models import checkpoint
@@ -156,12 +159,14 @@ def slice_checkpoint(
     from sfsc_deploy.perf.complexity import count_macs, count_params
 
     check_output_dir(out_dir, force, inputs=[checkpoint_path, calibrate])
+    where = resolve_device(device)  # a bad --device is refused before any work, --calibrate or not
     net = checkpoint.load(checkpoint_path)
     opts = net.config.options
     calibrated, bad = None, 0
     if calibrate is not None:
         images, bad = load_folder(calibrate, opts.input_size, opts.mean, opts.std, limit=calibration_images)
-        calibrated = calibrate_bn(net, width, images)
+        calibrated = calibrate_bn(net.to(where), width, images)
+        net.to("cpu")
     w = net.check_width(width)
     twin = slice_model(net, w)
     x = torch.randn(4, 3, *opts.input_size, generator=torch.Generator().manual_seed(0))

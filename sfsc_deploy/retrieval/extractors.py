@@ -19,6 +19,7 @@ from exporters.metadata import ModelInfo
 from exporters.runtime import Runner, check_layout, open_runner
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.features import batch_slices
+from sfsc_deploy.io.device import DEFAULT_DEVICE, resolve_device
 
 __all__ = ["ArtifactExtractor", "FeatureExtractor", "ModelInfo", "TorchExtractor", "open_extractor"]
 
@@ -50,15 +51,23 @@ class FeatureExtractor:
 
 
 class TorchExtractor(FeatureExtractor):
-    """The sliced PyTorch model of one width: the reference every artifact is checked against."""
+    """The sliced PyTorch model of one width: the reference every artifact is checked against.
 
-    def __init__(self, net, width: float, *, normalize: bool = False, source: str = "") -> None:
+    It runs on ``device`` (the CPU unless asked: the reference of export and verify); features come
+    back as float32 numpy on the CPU from any device.
+    """
+
+    def __init__(
+        self, net, width: float, *, normalize: bool = False, source: str = "", device: str = "cpu"
+    ) -> None:
         from sfsc_deploy.models.checkpoint import family_id
         from sfsc_deploy.models.slicing import slice_model
 
         w = net.check_width(width)
         opts = net.config.options
-        self.graph = DeployGraph(slice_model(net, w), opts.mean, opts.std, normalize=normalize).eval()
+        self.device = resolve_device(device)
+        graph = DeployGraph(slice_model(net, w), opts.mean, opts.std, normalize=normalize)
+        self.graph = graph.eval().to(self.device)
         self.info = ModelInfo(
             runtime="pytorch",
             family_id=family_id(net),
@@ -74,15 +83,17 @@ class TorchExtractor(FeatureExtractor):
         )
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, width: float, *, normalize: bool = False):
+    def from_checkpoint(
+        cls, path: str | os.PathLike, width: float, *, normalize: bool = False, device: str = "cpu"
+    ):
         from sfsc_deploy.models import checkpoint
 
-        return cls(checkpoint.load(path), width, normalize=normalize, source=str(path))
+        return cls(checkpoint.load(path), width, normalize=normalize, source=str(path), device=device)
 
     @torch.inference_mode()
     def run(self, images: torch.Tensor) -> np.ndarray:
         x = graph_inputs(images, self.info.mean, self.info.std, bake_preprocess=False)
-        return self.graph(x).float().numpy()
+        return self.graph(x.to(self.device)).float().cpu().numpy()
 
 
 class ArtifactExtractor(FeatureExtractor):
@@ -106,13 +117,20 @@ def open_extractor(
     width: float | None = None,
     threads: int | None = None,
     provider: str = "CPUExecutionProvider",
+    device: str | None = None,
 ) -> FeatureExtractor:
     """An artifact (``.onnx``, ``.xml`` OpenVINO IR, ``.engine``) or a checkpoint at ``width``
-    (default 1.0)."""
+    (default 1.0) on ``device`` (default ``auto``; an artifact runs where its runtime runs it)."""
     if (model is None) == (checkpoint is None):
         raise SfscError("pass exactly one of --model (an exported artifact) and --checkpoint")
     if checkpoint is not None:
-        return TorchExtractor.from_checkpoint(checkpoint, 1.0 if width is None else width)
+        where = DEFAULT_DEVICE if device is None else device
+        return TorchExtractor.from_checkpoint(checkpoint, 1.0 if width is None else width, device=where)
+    if device is not None:
+        raise SfscError(
+            f"--device {device} is for a --checkpoint; an exported artifact runs where its runtime "
+            f"runs it (onnxruntime provider, OpenVINO device, TensorRT GPU): drop --device"
+        )
     path = Path(model)  # type: ignore[arg-type]
     if path.suffix == ".safetensors":
         raise SfscError(f"{path} is a checkpoint; pass it with --checkpoint (and --width)")

@@ -3,6 +3,8 @@
 Every projected gradient is a linear combination ``Σ_i c_ai g_i`` of the original ones, so
 the projection loop runs on the k×k Gram matrix of the flattened gradients and the update
 needs a single k×P product: no Python loop over parameters, no k autograd graphs kept alive.
+Everything here is at least float32 (the projection float64), also in a mixed-precision run:
+autocast is switched off inside, and the k×k projection runs on the CPU wherever G lives.
 Method: docs/method.md §4.
 """
 
@@ -22,7 +24,7 @@ def project_coefficients(gram: torch.Tensor, generator: torch.Generator | None =
     order; when the current ``g_a · g_b < 0`` remove its component along ``g_b``. With
     ``g_a = C[a] @ G`` the dot product is ``C[a] @ gram[:, b]``.
     """
-    gram = gram.double()
+    gram = gram.detach().double().cpu()  # k×k: a loop of scalar tests, never worth a GPU
     k = gram.shape[0]
     coeffs = torch.eye(k, dtype=torch.float64)
     for a in range(k):
@@ -43,16 +45,20 @@ class Aggregate:
 
 
 def aggregate(grads: torch.Tensor, method: str, generator: torch.Generator | None = None) -> Aggregate:
-    """``grads`` is the k×P matrix of flattened per-task gradients."""
-    gram = grads @ grads.T
-    k = gram.shape[0]
-    upper = torch.triu(torch.ones(k, k, dtype=torch.bool), diagonal=1)
-    conflicts = int((gram[upper] < 0).sum())
-    norms = gram.diagonal().clamp_min(0).sqrt().tolist()
-    if method == "sum":
-        weights = torch.ones(k, dtype=grads.dtype)
-    elif method == "project":
-        weights = project_coefficients(gram, generator).sum(dim=0).to(grads.dtype)
-    else:
-        raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
-    return Aggregate(weights @ grads, norms, conflicts)
+    """``grads`` is the k×P matrix of flattened per-task gradients; the direction keeps its device and
+    its dtype (float32 or float64; half-precision gradients are computed with in float32)."""
+    if grads.dtype not in (torch.float32, torch.float64):
+        grads = grads.float()
+    with torch.autocast(grads.device.type, enabled=False):  # no bf16/fp16 Gram matrix or update
+        gram = (grads @ grads.T).cpu()
+        k = gram.shape[0]
+        upper = torch.triu(torch.ones(k, k, dtype=torch.bool), diagonal=1)
+        conflicts = int((gram[upper] < 0).sum())
+        norms = gram.diagonal().clamp_min(0).sqrt().tolist()
+        if method == "sum":
+            weights = torch.ones(k, dtype=grads.dtype)
+        elif method == "project":
+            weights = project_coefficients(gram, generator).sum(dim=0).to(grads.dtype)
+        else:
+            raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
+        return Aggregate(weights.to(grads.device) @ grads, norms, conflicts)

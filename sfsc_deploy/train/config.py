@@ -7,14 +7,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.device import AMP_MODES, DEFAULT_DEVICE, check_device
 from sfsc_deploy.io.schema import check_types
 from sfsc_deploy.losses.names import COMPAT_LOSSES, KL_VARIANTS, ORI_LOSSES
+from sfsc_deploy.models.pretrained import parse_init
 
 SWITCHABLE_METHODS = COMPAT_LOSSES  # one switchable network, named by its sub-models' compatible loss
 SEPARATE_METHODS = ("unified", "bct", "asym")
 METHODS = SWITCHABLE_METHODS + SEPARATE_METHODS
 SAMPLERS = ("pk", "random")
 AGGREGATIONS = ("sum", "project")  # how the per-task gradients become one update (train.aggregation)
+# where and in which precision a run computes, not what it learns: a run resumes with other values
+RUNTIME_OPTIONS = ("device", "amp", "channels_last")
 
 
 def needs_identity_pairs(loss: str) -> bool:
@@ -64,10 +68,16 @@ class TrainConfig:
     erasing: float = 0.0
     val_ids: int = 0
     seed: int = 0
+    # the backbone's start: None (random) or imagenet[-torchvision|-timm]:PATH (models.pretrained)
+    init: str | None = None
+    device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (sfsc_deploy.io.device)
+    amp: str = "off"  # off | bf16 | fp16: autocast of the forward passes; gradients stay float32
+    channels_last: bool = False  # NHWC model and inputs (for CUDA tensor cores; no help on this CPU)
 
     def __post_init__(self) -> None:
         if self.aggregation is None:
             self.aggregation = "project" if self.method == "sfsc" else "sum"
+        self.device = check_device(self.device)
         checks = [
             ("method", self.method, METHODS),
             ("loss", self.loss, ORI_LOSSES),
@@ -77,6 +87,7 @@ class TrainConfig:
             ("optimizer", self.optimizer, ("adam", "sgd")),
             ("schedule", self.schedule, ("cosine", "step")),
             ("sampler", self.sampler, SAMPLERS),
+            ("amp", self.amp, AMP_MODES),
         ]
         for name, value, valid in checks:
             if value not in valid:
@@ -88,6 +99,8 @@ class TrainConfig:
                 "--sampler random gives batches with almost no same-identity pairs, which the "
                 "triplet loss needs; use --sampler pk"
             )
+        if self.init is not None:
+            parse_init(self.init)
         if self.offset_init is not None and not math.isfinite(self.offset_init):
             raise SfscError(f"--offset-init must be a finite number, got {self.offset_init}")
         inf = math.inf
@@ -125,7 +138,20 @@ class TrainConfig:
         return self.method in SWITCHABLE_METHODS
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; ``init`` only when set and the ``RUNTIME_OPTIONS`` only when not their defaults,
+        so runs and benchmark specs saved before they existed compare equal to one started without them."""
+        data = asdict(self)
+        if data["init"] is None:
+            del data["init"]
+        defaults = {f.name: f.default for f in fields(self) if f.name in RUNTIME_OPTIONS}
+        for name, default in defaults.items():
+            if data[name] == default:
+                del data[name]
+        return data
+
+    def learning_options(self) -> dict[str, Any]:
+        """What decides the run's recipe: every option but ``RUNTIME_OPTIONS`` (what resuming compares)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_OPTIONS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -15,8 +15,10 @@ import torch
 from sfsc_deploy.data.bank import ImageBank, build_bank
 from sfsc_deploy.data.records import ReidSplits, split_validation
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.io.device import check_amp, resolve_device
 from sfsc_deploy.models import ArchOptions, NetConfig, SwitchableNet, build, checkpoint
 from sfsc_deploy.models.networks import CHECKPOINT, NETWORKS, write_networks
+from sfsc_deploy.models.pretrained import PretrainedInit, PretrainedReport
 from sfsc_deploy.switchable.channels import parse_widths
 from sfsc_deploy.train.config import TrainConfig
 from sfsc_deploy.train.log_plots import plot_log
@@ -31,6 +33,7 @@ class TrainResult:
     out_dir: Path
     method: str
     networks: dict[float, Path] = field(default_factory=dict)  # width -> checkpoint serving it
+    pretrained: PretrainedReport | None = None  # the ImageNet start (cfg.init) of a network not resumed
 
 
 def _validator(val: tuple[ImageBank, ImageBank] | None, widths: list[float]):
@@ -72,11 +75,18 @@ def train(
     """Train ``cfg.method`` on ``splits.train`` and write the run directory ``out_dir``.
 
     ``plots`` draws the training log's pictures into ``<run>/plots`` at the end (``plot_log``);
-    ``tensorboard`` also writes a TensorBoard event file while training.
+    ``tensorboard`` also writes a TensorBoard event file while training. ``cfg.init`` starts the
+    backbone of every network (each baseline's too) from ImageNet weights (models.pretrained).
     """
     out_dir = Path(out_dir)
     widths = parse_widths(widths)
     options = options or ArchOptions()
+    check_amp(resolve_device(cfg.device), cfg.amp)  # a missing GPU is refused before any image is read
+    init = PretrainedInit(cfg.init) if cfg.init else None
+    if init is not None:  # a width multiplier or a file no ImageNet weights fit: before any work
+        init.check(arch, options)
+        if not resume:
+            init.read(arch)
     if out_dir.exists() and any(out_dir.iterdir()) and not (resume or force):
         raise SfscError(
             f"{out_dir} already holds a run; pass --resume to continue it, --force to "
@@ -98,8 +108,11 @@ def train(
         return build(arch, net_widths, feature_dim, num_classes, **vars(options))
 
     def fit(net, tasks, run_dir, reference=None, label="train") -> Path:
+        resuming = resume and (Path(run_dir) / CHECKPOINT).exists()
+        if init is not None and not resuming:  # a resumed network restores its trained weights instead
+            result.pretrained = init.apply(net)
         trainer = Trainer(net, tasks, cfg, bank, run_dir, reference, validate, progress, label, tensorboard)
-        if resume and (Path(run_dir) / CHECKPOINT).exists():
+        if resuming:
             trainer.resume()
         checkpoint_path = trainer.fit()
         if plots:

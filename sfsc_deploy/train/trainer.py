@@ -4,6 +4,13 @@ Per step every task does its own forward and ``autograd.grad`` (so only one grap
 time), its flattened gradient becomes a row of the k×P matrix G, and the aggregation turns G
 into one update. Every random choice (batches, augmentation, projection order) comes from
 generators seeded by (seed, epoch), so resuming at an epoch boundary continues exactly.
+
+The network runs on ``cfg.device`` (sfsc_deploy.io.device); batches are drawn and augmented on the CPU
+with the same generators everywhere, then moved. Under ``cfg.amp`` only the network's forward passes
+autocast: its outputs are cast back to float32 for the losses, and G, the Gram matrix and the
+projection are float32. fp16 scales the losses (``torch.amp.GradScaler``; a step whose gradients
+overflow is skipped and the scale lowered). Checkpoints and optimiser state are saved from CPU
+tensors, so a run resumes on any device.
 """
 
 from __future__ import annotations
@@ -23,7 +30,15 @@ from sfsc_deploy.data.bank import ImageBank
 from sfsc_deploy.data.sampler import PKSampler, RandomSampler
 from sfsc_deploy.data.transforms import TrainTransform
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.models import SwitchableNet, checkpoint
+from sfsc_deploy.io.device import (
+    autocast,
+    check_amp,
+    grad_scaler,
+    memory_format,
+    resolve_device,
+    training_kernels,
+)
+from sfsc_deploy.models import NetOutput, SwitchableNet, checkpoint
 from sfsc_deploy.models.networks import CHECKPOINT
 from sfsc_deploy.train.aggregation import aggregate
 from sfsc_deploy.train.config import TrainConfig
@@ -59,7 +74,7 @@ class Reference:
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.eval()(x)
+        return self.net.eval()(x).float()
 
 
 def _optimizer(
@@ -133,6 +148,14 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.reference, self.validate, self.progress, self.label = reference, validate, progress, label
         self.tensorboard = tensorboard
+        self.device = resolve_device(cfg.device)
+        check_amp(self.device, cfg.amp)
+        self.memory_format = memory_format(cfg.channels_last)
+        if self.device.type != "cpu" or cfg.channels_last:  # before the optimiser sees the parameters
+            net.to(self.device, memory_format=self.memory_format)
+            if reference is not None:
+                reference.net.to(self.device, memory_format=self.memory_format)
+        self.scaler = grad_scaler(self.device, cfg.amp)
         # the evidence offset only trains where an evidential loss reads it
         offset = net.classifier.evidence_offset
         self.offset = offset if cfg.method == "sfsc" and cfg.evidence_offset else None
@@ -151,7 +174,7 @@ class Trainer:
         )
         self.steps_per_epoch = len(self.sampler)
         self.sizes = [p.numel() for p in self.params]
-        self.grads = torch.empty(len(tasks), sum(self.sizes))
+        self.grads = torch.empty(len(tasks), sum(self.sizes), dtype=torch.float32, device=self.device)
         # row i of G, cut once into one view per parameter: gradients are written in place
         self.grad_views = [row.split(self.sizes) for row in self.grads]
         self.start_epoch, self.step = 0, 0
@@ -168,18 +191,34 @@ class Trainer:
                 f"cannot resume {self.run_dir}: it was started with another model "
                 f"({'; '.join(changed)}); use the same model options or a new --out"
             )
-        self.net.load_state_dict(saved.state_dict())
-        info = load_state(state, self.optimizer)
-        # through from_dict, so a run saved before an option existed compares with that option's default
-        if TrainConfig.from_dict(info["config"]).to_dict() != self.cfg.to_dict():
+        self.net.load_state_dict(saved.state_dict())  # copied into this run's device and layout
+        info = load_state(state, self.optimizer)  # moved to each parameter's device by torch
+        # through from_dict, so a run saved before an option existed compares with that option's
+        # default; device, amp and channels_last may change (RUNTIME_OPTIONS)
+        saved_options = TrainConfig.from_dict(info["config"]).learning_options()
+        options = self.cfg.learning_options()
+        if saved_options != options:
             raise SfscError(
-                f"cannot resume {self.run_dir}: it was started with other options; "
-                f"use the same options or a new --out"
+                f"cannot resume {self.run_dir}: it was started with other options "
+                f"({'; '.join(_config_changes(saved_options, options))}); use the same options or a new --out"
             )
+        if self.scaler is not None and "grad_scaler" in info:  # fp16: continue with the scale reached
+            self._restore_scale(info["grad_scaler"], state)
         self.start_epoch, self.step = info["epoch"] + 1, info["step"]
         log = self.run_dir / LOG
         if log.exists():
             write_text(log, "".join(line + "\n" for line in _log_until(log, info["epoch"])))
+
+    def _restore_scale(self, saved: Any, state: Path) -> None:
+        """The loss scale and its growth counter from the state file (both checked: a user's file)."""
+        scale = saved.get("scale") if isinstance(saved, dict) else None
+        tracker = saved.get("_growth_tracker") if isinstance(saved, dict) else None
+        number = isinstance(scale, int | float) and not isinstance(scale, bool)
+        count = isinstance(tracker, int) and not isinstance(tracker, bool)
+        if not (number and math.isfinite(scale) and scale > 0 and count and tracker >= 0):
+            raise SfscError(f"cannot resume: {state} is missing or damaged; start a new run without --resume")
+        restored = {**self.scaler.state_dict(), "scale": float(scale), "_growth_tracker": tracker}
+        self.scaler.load_state_dict(restored)
 
     def _save(self, epoch: int, val: dict[str, Any] | None) -> None:
         training = {
@@ -190,25 +229,36 @@ class Trainer:
             "label": self.label,
             "val": val,
         }
-        checkpoint.save(self.net, self.run_dir / CHECKPOINT, training=training)
-        save_state(
-            self.run_dir / STATE,
-            self.optimizer,
-            {"epoch": epoch, "step": self.step, "config": self.cfg.to_dict()},
-        )
+        checkpoint.save(self.net, self.run_dir / CHECKPOINT, training=training)  # CPU, NCHW tensors
+        info: dict[str, Any] = {"epoch": epoch, "step": self.step, "config": self.cfg.to_dict()}
+        if self.scaler is not None:
+            info["grad_scaler"] = self.scaler.state_dict()
+        save_state(self.run_dir / STATE, self.optimizer, info)
+
+    def _forward(self, x: torch.Tensor) -> NetOutput:
+        """The network's training forward pass, autocast under ``cfg.amp``; float32 outputs."""
+        with autocast(self.device, self.cfg.amp), training_kernels(self.device, self.cfg.channels_last):
+            out = self.net(x)
+        if self.cfg.amp == "off":
+            return out
+        return NetOutput(*(t.float() for t in out))
 
     # ------------------------------------------------------------------------------------ step
     def _train_step(
         self, x: torch.Tensor, y: torch.Tensor, epoch: int, gen: torch.Generator
     ) -> dict[str, Any]:
+        x, y = x.to(self.device), y.to(self.device)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=self.memory_format)
         ctx = StepContext(epoch, self.net.classifier.weight, self.offset)
         if self.reference is not None:
-            ctx.reference_features = self.reference.features(x)
+            with autocast(self.device, self.cfg.amp):
+                ctx.reference_features = self.reference.features(x)
             ctx.reference_classifier = self.reference.net.classifier
         record: dict[str, Any] = {}
         for i, task in enumerate(self.tasks):
             self.net.set_width(task.width)
-            out = self.net(x)
+            out = self._forward(x)
             if ctx.reference_features is None and task.width == 1.0:
                 ctx.reference_features = out.features.detach()
             result = task.loss(out, y, ctx)
@@ -219,26 +269,37 @@ class Trainer:
                     f"{epoch + 1}, step {self.step + 1}; kept the last good checkpoint in "
                     f"{self.run_dir}; lower --lr or check the data"
                 )
-            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+            scaled = loss if self.scaler is None else self.scaler.scale(loss)
+            with training_kernels(self.device, self.cfg.channels_last):
+                grads = torch.autograd.grad(scaled, self.params, allow_unused=True)
             for view, g in zip(self.grad_views[i], grads, strict=True):
                 if g is None:  # e.g. another width's BatchNorm
                     view.zero_()
-                else:
+                else:  # float32 parameters give float32 gradients; copy_ would cast any other
                     view.copy_(g.reshape(-1))
             record[f"loss/{task.width:g}"] = loss.item()
             record[f"logit_std/{task.width:g}"] = float(out.logits.detach().std())
             record.update({f"{name}/{task.width:g}": value for name, value in result.metrics.items()})
         self.net.set_width(1.0)
+        # fp16: G holds the gradients times the loss scale s (a power of 2), so the projection's
+        # coefficients are exactly those of the unscaled G and the direction is s times its own
         agg = aggregate(self.grads, self.cfg.aggregation, gen)
         for p, update in zip(self.params, agg.direction.split(self.sizes), strict=True):
             p.grad = update.view_as(p)
         factor = lr_factor(self.cfg, self.step, self.steps_per_epoch)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
-        self.optimizer.step()
+        scale = 1.0
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # unscales p.grad, skips the step on inf/NaN, then adapts the scale
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            record["grad_scale"] = scale
         self.step += 1
         for task, norm in zip(self.tasks, agg.grad_norms, strict=True):
-            record[f"grad_norm/{task.width:g}"] = norm
+            record[f"grad_norm/{task.width:g}"] = norm / scale
         record.update(conflicts=agg.conflicts, lr=self.cfg.lr * factor)
         if self.offset is not None:
             record["evidence_offset"] = float(self.offset.detach())
@@ -284,7 +345,7 @@ class Trainer:
                 for idx in batches:
                     tic = time.perf_counter()
                     index = torch.as_tensor(idx)
-                    x = self.transform(self.bank.images[index], aug)
+                    x = self.transform(self.bank.images[index], aug)  # on the CPU, on every device
                     record = self._train_step(x, self.bank.pids[index], epoch, agg_gen)
                     speed = len(idx) / (time.perf_counter() - tic)
                     record = {"epoch": epoch, "step": self.step, **record, "images_per_s": speed}

@@ -38,6 +38,8 @@ ARGS = [
     "2",
     "--lr",
     "1e-3",
+    "--device",
+    "cpu",  # exact resumption is a CPU property; cuDNN may pick nondeterministic kernels
 ]
 
 

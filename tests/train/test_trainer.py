@@ -14,7 +14,8 @@ from sfsc_deploy.train.tasks import StepContext, switchable_tasks
 from sfsc_deploy.train.trainer import LOG, Trainer, TrainingDiverged
 from tests.train.conftest import TINY_OPTIONS
 
-CFG = dict(epochs=2, batch_ids=4, batch_k=2, warmup_epochs=0.5)
+# device cpu: the comparisons below hold tensors built on the CPU (auto would pick a GPU if there is one)
+CFG = dict(epochs=2, batch_ids=4, batch_k=2, warmup_epochs=0.5, device="cpu")
 
 
 def run(data, tmp_path, name="run", *, resume=False, force=False, plots=True, tensorboard=False, **overrides):
