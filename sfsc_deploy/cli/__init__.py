@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     if args in (["--version"], ["-V"]):
         out.print(f"sfsc-deploy {__version__}")
         return
+    training.COMMAND_ARGS[:] = args
     try:
         app(args=args, prog_name="sfsc-deploy")
     except SfscError as exc:

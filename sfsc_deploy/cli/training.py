@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,7 @@ from sfsc_deploy.cli.options import (
     out,
     with_default,
 )
+from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.device import AMP_MODES
 from sfsc_deploy.losses.names import KL_VARIANTS, ORI_LOSSES
 from sfsc_deploy.models.config import ARCH_NAMES
@@ -41,6 +43,21 @@ def _opt(text: str, name: str, flag: str | None = None):
     """An option whose default is TrainConfig's (shown in --help, applied by the library when unset)."""
     args = (flag,) if flag else ()
     return typer.Option(*args, help=with_default(text, TrainConfig, name), show_default=False)
+
+
+COMMAND_ARGS: list[str] = []  # the command line main() ran (``--nproc`` passes it on to every process)
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
 
 
 @app.command()
@@ -137,6 +154,15 @@ def train(
     plots: Annotated[
         bool, typer.Option(help="Draw the log's plots into <out>/plots at the end (see plot-log).")
     ] = True,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Training processes on this machine (torch's elastic launcher, as torchrun "
+            "--nproc-per-node): each takes --batch-ids / N identities of every batch; NCCL on CUDA "
+            "(one GPU each), gloo on the CPU.",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Train SFSC (or a baseline) and write checkpoints, a JSONL log, plots and networks.json."""
     from sfsc_deploy.train import train as run_training
@@ -171,6 +197,14 @@ def train(
         )
     )
     options = arch_options(width_mult, size, divisor, last_stride)
+    if nproc > 1:
+        from sfsc_deploy.train.distributed import check_shardable, env_world, launch
+
+        if env_world().many:
+            raise SfscError("--nproc starts its own processes; drop it when running under torchrun")
+        check_shardable(cfg.batch_ids, cfg.batch_k, cfg.sampler, nproc)
+        launch(nproc, _without_nproc(COMMAND_ARGS[1:] if COMMAND_ARGS[:1] == ["train"] else COMMAND_ARGS))
+        return  # rank 0 printed what was trained
     splits = dataset(data, fmt, synthetic_seed)
     result = run_training(
         splits,
@@ -185,6 +219,8 @@ def train(
         plots=plots,
         **given(feature_dim=feature_dim),
     )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports
+        return
     if result.pretrained is not None:
         out.print(result.pretrained.summary())
     out.print(

@@ -20,6 +20,7 @@ from sfsc_deploy.models import ArchOptions, NetConfig, SwitchableNet, build, che
 from sfsc_deploy.models.networks import CHECKPOINT, NETWORKS, write_networks
 from sfsc_deploy.models.pretrained import PretrainedInit, PretrainedReport
 from sfsc_deploy.switchable.channels import parse_widths
+from sfsc_deploy.train import distributed
 from sfsc_deploy.train.config import TrainConfig
 from sfsc_deploy.train.log_plots import plot_log
 from sfsc_deploy.train.tasks import one_to_one_task, switchable_tasks
@@ -77,11 +78,57 @@ def train(
     ``plots`` draws the training log's pictures into ``<run>/plots`` at the end (``plot_log``);
     ``tensorboard`` also writes a TensorBoard event file while training. ``cfg.init`` starts the
     backbone of every network (each baseline's too) from ImageNet weights (models.pretrained).
+
+    Started by torchrun (WORLD_SIZE > 1 in the environment) every process runs this with the same
+    arguments: it joins the process group (train.distributed), trains its shard of every batch, and
+    rank 0 alone writes the run directory.
     """
+    world = distributed.env_world()
+    distributed.check_shardable(cfg.batch_ids, cfg.batch_k, cfg.sampler, world.size)
+    joined = world.many and not distributed.current().many
+    distributed.setup(cfg.device)
+    try:
+        return _train(
+            splits,
+            arch,
+            widths,
+            cfg,
+            out_dir,
+            feature_dim=feature_dim,
+            options=options,
+            resume=resume,
+            force=force,
+            progress=progress,
+            tensorboard=tensorboard,
+            plots=plots,
+        )
+    finally:
+        if joined:
+            distributed.teardown()
+
+
+def _train(
+    splits: ReidSplits,
+    arch: str,
+    widths: list[float] | str,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    feature_dim: int,
+    options: ArchOptions | None,
+    resume: bool,
+    force: bool,
+    progress: bool,
+    tensorboard: bool,
+    plots: bool,
+) -> TrainResult:
+    world = distributed.current()
+    progress = progress and world.main  # one progress bar, rank 0's
     out_dir = Path(out_dir)
     widths = parse_widths(widths)
     options = options or ArchOptions()
-    check_amp(resolve_device(cfg.device), cfg.amp)  # a missing GPU is refused before any image is read
+    # a missing GPU is refused before any image is read
+    check_amp(resolve_device(distributed.device_name(cfg.device, world)), cfg.amp)
     init = PretrainedInit(cfg.init) if cfg.init else None
     if init is not None:  # a width multiplier or a file no ImageNet weights fit: before any work
         init.check(arch, options)
@@ -92,6 +139,7 @@ def train(
             f"{out_dir} already holds a run; pass --resume to continue it, --force to "
             f"start over, or choose another --out"
         )
+    distributed.barrier()  # every rank has looked at --out before rank 0 writes into it
     train_records, num_classes, val = splits.train, splits.num_classes, None
     if cfg.val_ids:
         train_records, vq, vg = split_validation(splits.train, cfg.val_ids, cfg.seed)
@@ -115,13 +163,15 @@ def train(
         if resuming:
             trainer.resume()
         checkpoint_path = trainer.fit()
-        if plots:
+        if plots and world.main:
             plot_log(run_dir, Path(run_dir) / PLOTS, title=label)
         return checkpoint_path
 
-    if force and not resume:
-        _clear_run(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        if force and not resume:
+            _clear_run(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
     result = TrainResult(out_dir, cfg.method)
     if cfg.switchable:
         net = new_net(widths)
@@ -147,7 +197,9 @@ def train(
                 reference,
                 label=f"{cfg.method} {arch} {w:g}",
             )
-    write_networks(result.out_dir, result.method, result.networks)
+    if world.main:
+        write_networks(result.out_dir, result.method, result.networks)
+    distributed.barrier()
     return result
 
 

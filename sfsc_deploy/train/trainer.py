@@ -11,10 +11,16 @@ autocast: its outputs are cast back to float32 for the losses, and G, the Gram m
 projection are float32. fp16 scales the losses (``torch.amp.GradScaler``; a step whose gradients
 overflow is skipped and the scale lowered). Checkpoints and optimiser state are saved from CPU
 tensors, so a run resumes on any device.
+
+Many processes (sfsc_deploy.train.distributed): every rank draws the same global batch, augments it with
+the same generator and keeps its slice; its local G is averaged over the ranks by one ``all_reduce``
+before the (identically seeded) aggregation, so every rank takes the same step. Rank 0 alone logs and
+writes checkpoint and state; the others wait for it at a barrier and resume from the same files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -40,6 +46,7 @@ from sfsc_deploy.io.device import (
 )
 from sfsc_deploy.models import NetOutput, SwitchableNet, checkpoint
 from sfsc_deploy.models.networks import CHECKPOINT
+from sfsc_deploy.train import distributed
 from sfsc_deploy.train.aggregation import aggregate
 from sfsc_deploy.train.config import TrainConfig
 from sfsc_deploy.train.schedule import lr_factor
@@ -60,6 +67,16 @@ def _summary_writer(log_dir: Path):
             "pip install 'sfsc-deploy[tensorboard]' or drop --tensorboard"
         ) from None
     return SummaryWriter(log_dir=str(log_dir))
+
+
+class _NoLog:
+    """The log of a rank other than 0: rank 0 writes the one log."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 class TrainingDiverged(SfscError):
@@ -148,7 +165,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.reference, self.validate, self.progress, self.label = reference, validate, progress, label
         self.tensorboard = tensorboard
-        self.device = resolve_device(cfg.device)
+        self.world = distributed.current()
+        distributed.check_shardable(cfg.batch_ids, cfg.batch_k, cfg.sampler, self.world.size)
+        self.device = resolve_device(distributed.device_name(cfg.device, self.world))
         check_amp(self.device, cfg.amp)
         self.memory_format = memory_format(cfg.channels_last)
         if self.device.type != "cpu" or cfg.channels_last:  # before the optimiser sees the parameters
@@ -177,6 +196,7 @@ class Trainer:
         self.grads = torch.empty(len(tasks), sum(self.sizes), dtype=torch.float32, device=self.device)
         # row i of G, cut once into one view per parameter: gradients are written in place
         self.grad_views = [row.split(self.sizes) for row in self.grads]
+        self.losses = torch.zeros(len(tasks), dtype=torch.float64, device=self.device)  # averaged, logged
         self.start_epoch, self.step = 0, 0
 
     # ----------------------------------------------------------------------------------- state
@@ -206,7 +226,7 @@ class Trainer:
             self._restore_scale(info["grad_scaler"], state)
         self.start_epoch, self.step = info["epoch"] + 1, info["step"]
         log = self.run_dir / LOG
-        if log.exists():
+        if log.exists() and self.world.main:
             write_text(log, "".join(line + "\n" for line in _log_until(log, info["epoch"])))
 
     def _restore_scale(self, saved: Any, state: Path) -> None:
@@ -221,6 +241,12 @@ class Trainer:
         self.scaler.load_state_dict(restored)
 
     def _save(self, epoch: int, val: dict[str, Any] | None) -> None:
+        """Rank 0 writes (atomically); every rank leaves only once the files are complete."""
+        if self.world.main:
+            self._write(epoch, val)
+        distributed.barrier()
+
+    def _write(self, epoch: int, val: dict[str, Any] | None) -> None:
         training = {
             "method": self.cfg.method,
             "epoch": epoch,
@@ -247,6 +273,11 @@ class Trainer:
     def _train_step(
         self, x: torch.Tensor, y: torch.Tensor, epoch: int, gen: torch.Generator
     ) -> dict[str, Any]:
+        record = self._local_gradients(x, y, epoch)
+        return self._update(record, epoch, gen)
+
+    def _local_gradients(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, Any]:
+        """Every task's gradient of its mean loss on (x, y) into its row of G, its loss into ``losses``."""
         x, y = x.to(self.device), y.to(self.device)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=self.memory_format)
@@ -264,11 +295,13 @@ class Trainer:
             result = task.loss(out, y, ctx)
             loss = result.loss
             if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"{task.name} loss of width {task.width:g} became {loss.item()} at epoch "
-                    f"{epoch + 1}, step {self.step + 1}; kept the last good checkpoint in "
-                    f"{self.run_dir}; lower --lr or check the data"
-                )
+                if not self.world.many:
+                    raise self._diverged(task, loss.item(), epoch)
+                # the other ranks wait in the all_reduce: raise after it, all together
+                self.losses[i] = loss.detach()
+                for view in self.grad_views[i]:
+                    view.zero_()
+                continue
             scaled = loss if self.scaler is None else self.scaler.scale(loss)
             with training_kernels(self.device, self.cfg.channels_last):
                 grads = torch.autograd.grad(scaled, self.params, allow_unused=True)
@@ -277,10 +310,22 @@ class Trainer:
                     view.zero_()
                 else:  # float32 parameters give float32 gradients; copy_ would cast any other
                     view.copy_(g.reshape(-1))
-            record[f"loss/{task.width:g}"] = loss.item()
+            self.losses[i] = loss.detach()
             record[f"logit_std/{task.width:g}"] = float(out.logits.detach().std())
             record.update({f"{name}/{task.width:g}": value for name, value in result.metrics.items()})
         self.net.set_width(1.0)
+        return record
+
+    def _update(self, record: dict[str, Any], epoch: int, gen: torch.Generator) -> dict[str, Any]:
+        """G (averaged over the ranks) aggregated into one optimiser step."""
+        # many processes: G becomes the mean of the ranks' G (distributed's docstring says for which
+        # losses that is the gradient of the global batch's mean loss); the losses are averaged too
+        distributed.all_reduce_mean(self.grads)
+        distributed.all_reduce_mean(self.losses)
+        for task, value in zip(self.tasks, self.losses.tolist(), strict=True):
+            if not math.isfinite(value):
+                raise self._diverged(task, value, epoch)
+            record[f"loss/{task.width:g}"] = value
         # fp16: G holds the gradients times the loss scale s (a power of 2), so the projection's
         # coefficients are exactly those of the unscaled G and the direction is s times its own
         agg = aggregate(self.grads, self.cfg.aggregation, gen)
@@ -305,6 +350,13 @@ class Trainer:
             record["evidence_offset"] = float(self.offset.detach())
         return record
 
+    def _diverged(self, task: Task, value: float, epoch: int) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"{task.name} loss of width {task.width:g} became {value} at epoch "
+            f"{epoch + 1}, step {self.step + 1}; kept the last good checkpoint in "
+            f"{self.run_dir}; lower --lr or check the data"
+        )
+
     # ------------------------------------------------------------------------------------ loop
     def fit(self) -> Path:
         from rich.progress import (
@@ -316,7 +368,9 @@ class Trainer:
             TimeRemainingColumn,
         )
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = self.world.main  # rank 0 logs, shows progress and writes; one process is rank 0
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         total = self.cfg.epochs * self.steps_per_epoch
         columns = [
             TextColumn("[bold]{task.description}"),
@@ -326,10 +380,10 @@ class Trainer:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         ]
-        board = _summary_writer(self.run_dir / TENSORBOARD) if self.tensorboard else None
+        board = _summary_writer(self.run_dir / TENSORBOARD) if self.tensorboard and main else None
         with (
-            Progress(*columns, disable=not self.progress, transient=False) as bar,
-            open(self.run_dir / LOG, "a") as log,
+            Progress(*columns, disable=not (self.progress and main), transient=False) as bar,
+            open(self.run_dir / LOG, "a") if main else contextlib.nullcontext(_NoLog()) as log,
         ):
             job = bar.add_task(
                 self.label, total=total, completed=self.start_epoch * self.steps_per_epoch, status=""
@@ -346,8 +400,12 @@ class Trainer:
                     tic = time.perf_counter()
                     index = torch.as_tensor(idx)
                     x = self.transform(self.bank.images[index], aug)  # on the CPU, on every device
-                    record = self._train_step(x, self.bank.pids[index], epoch, agg_gen)
-                    speed = len(idx) / (time.perf_counter() - tic)
+                    y = self.bank.pids[index]
+                    if self.world.many:  # the whole batch augmented alike everywhere, this rank's slice kept
+                        part = torch.as_tensor(distributed.shard(range(len(idx)), self.world))
+                        x, y = x[part], y[part]
+                    record = self._train_step(x, y, epoch, agg_gen)
+                    speed = len(idx) / (time.perf_counter() - tic)  # the global batch's images
                     record = {"epoch": epoch, "step": self.step, **record, "images_per_s": speed}
                     log.write(json.dumps(record) + "\n")
                     if board is not None:
@@ -357,7 +415,7 @@ class Trainer:
                     main_loss = record[f"loss/{self.tasks[0].width:g}"]
                     bar.update(job, advance=1, status=f"loss {main_loss:.3f}  {speed:.0f} img/s")
                 log.flush()
-                val = self.validate(self.net) if self.validate else None
+                val = self.validate(self.net) if self.validate and main else None
                 if val is not None:
                     log.write(json.dumps({"epoch": epoch, "step": self.step, "val": val}) + "\n")
                     log.flush()
