@@ -73,7 +73,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="steps per configuration per round")
     parser.add_argument("--batch", type=int, default=BATCH)
-    parser.add_argument("--skip", default="", help="comma-separated configurations to leave out, e.g. 'SFSC + torch.compile'")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated configurations to leave out, e.g. 'SFSC + torch.compile'"
+    )
     parser.add_argument("--out", default=str(RESULTS / "train_throughput"))
     args = parser.parse_args()
     torch.set_num_threads(1)
