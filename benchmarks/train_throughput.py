@@ -131,7 +131,9 @@ def main() -> None:
         f"ResNet-18 ×0.5, {SIZE[0]}×{SIZE[1]}, batch {args.batch}, 1 thread, {args.rounds} interleaved "
         f"rounds of {args.steps} steps, median. MAC fractions γ = "
         + ", ".join(f"{w:g}: {f:.3f}" for w, f in fractions.items())
-        + f"; ideal SFSC / plain = 1 + Σγ = {ideal:.3f}.",
+        + f"; ideal SFSC / plain = 1 + Σγ = {ideal:.3f} (γ: a width's MAC fraction, ≈ its width squared). "
+        "torch.compile recompiles for every width (one graph per width) and falls back to eager past "
+        "its recompilation limit.",
         "",
         "| configuration | tasks | step s | images/s | ratio to plain |",
         "|---|---:|---:|---:|---:|",
