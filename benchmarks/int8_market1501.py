@@ -30,7 +30,7 @@ from exporters.files import file_sha256
 from exporters.graph import DeployGraph, graph_inputs
 from exporters.onnx_export import OnnxOptions, read_metadata, to_onnx
 from exporters.parity import INT8_FIT_MARGIN, TOLERANCES, calibration_gap, compare
-from exporters.quantize import Int8Options, quantize_int8
+from exporters.quantize import Int8Options, onnx_features, quantize_int8
 from sfsc_deploy.data import load_dataset
 from sfsc_deploy.deploy.export import default_images
 from sfsc_deploy.io.figures import new_figure, save_png
@@ -69,7 +69,7 @@ def damaged(model: onnx.ModelProto, factor: float, where: str) -> onnx.ModelProt
 
 
 def measure(width, variant, model, want, par, convs, fit, secs) -> Row:
-    p = compare(want, run(model, par), "int8")
+    p = compare(want, onnx_features(model, par, 64), "int8")
     ov = openvino_parity(model, want, par)
     meta = read_metadata(model)  # export's decision: the table's floor and the model's own fit
     return Row(
@@ -101,16 +101,6 @@ def openvino_parity(model: onnx.ModelProto, want: np.ndarray, par: np.ndarray):
         runner = OvModel(path, threads=1)
         got = np.concatenate([runner(par[i : i + 64]) for i in range(0, len(par), 64)])
     return compare(want, got, "int8")
-
-
-def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i : i + 64]})[0] for i in range(0, len(x), 64)])
 
 
 def plot(rows: list[Row], path: Path) -> None:

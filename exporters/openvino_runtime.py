@@ -28,6 +28,7 @@ import numpy as np
 from .errors import UserError
 from .files import Inputs, atomic_path, check_overwrite, file_sha256
 from .ort_runtime import check_external_data
+from .runtime import check_input_dtype
 
 INSTALL = 'pip install "sfsc-deploy[openvino]"'
 SECTION = "sfsc_deploy"  # the rt_info section holding the metadata
@@ -257,12 +258,7 @@ class OvModel:
         self._request = self.compiled.create_infer_request()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        want = np.uint8 if self.input_uint8 else np.float32
-        if images.dtype != want:
-            raise UserError(
-                f"{self.path.name} takes {np.dtype(want).name} input, got {images.dtype}; "
-                + ("pass raw uint8 NHWC images" if self.input_uint8 else "pass normalised float32 NCHW")
-            )
+        check_input_dtype(self, images)
         shape = self.input_shape
         fits = images.ndim == len(shape) and all(
             s is None or s == g for s, g in zip(shape, images.shape, strict=True)

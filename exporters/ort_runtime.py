@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .runtime import check_input_dtype
 
 
 def check_external_data(path: Path) -> None:
@@ -100,10 +101,5 @@ class OrtModel:
         self.output_shape = tuple(d if isinstance(d, int) else None for d in outputs[0].shape)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        want = np.uint8 if self.input_uint8 else np.float32
-        if images.dtype != want:
-            raise UserError(
-                f"{self.path.name} takes {np.dtype(want).name} input, got {images.dtype}; "
-                + ("pass raw uint8 NHWC images" if self.input_uint8 else "pass normalised float32 NCHW")
-            )
+        check_input_dtype(self, images)
         return self.session.run(None, {self.input_name: np.ascontiguousarray(images)})[0]

@@ -95,7 +95,8 @@ def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
-def _features(model: onnx.ModelProto, inputs: np.ndarray, batch: int) -> np.ndarray:
+def onnx_features(model: onnx.ModelProto, inputs: np.ndarray, batch: int) -> np.ndarray:
+    """``model``'s outputs for ``inputs`` on onnxruntime's CPU provider, ``batch`` at a time."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -127,7 +128,7 @@ def quantize_int8(
         "entropy": CalibrationMethod.Entropy,
     }
     metadata = read_metadata(model)
-    reference = _features(model, calibration, options.batch)
+    reference = onnx_features(model, calibration, options.batch)
     with tempfile.TemporaryDirectory(prefix="sfsc-int8-") as tmp:
         src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save(model, str(src))
@@ -158,7 +159,7 @@ def quantize_int8(
                 },
             )
             quantized = onnx.load(str(dst))
-            return quantized, _mean_cosine(reference, _features(quantized, calibration, options.batch))
+            return quantized, _mean_cosine(reference, onnx_features(quantized, calibration, options.batch))
 
         extra: list[str] = []
         quantized, fit = attempt(extra)

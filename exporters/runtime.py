@@ -71,6 +71,16 @@ def open_runner(
     raise UserError(f"{p}: unknown model type {p.suffix!r}; pass an .onnx, .xml (OpenVINO) or .engine file")
 
 
+def check_input_dtype(runner: Runner, images: np.ndarray) -> None:
+    """Every runner takes exactly its graph's input type: uint8 images or normalised float32."""
+    want = np.uint8 if runner.input_uint8 else np.float32
+    if images.dtype != want:
+        raise UserError(
+            f"{runner.path.name} takes {np.dtype(want).name} input, got {images.dtype}; "
+            + ("pass raw uint8 NHWC images" if runner.input_uint8 else "pass normalised float32 NCHW")
+        )
+
+
 def check_layout(
     runner: Runner, input_size: tuple[int, int], feature_dim: int, bake_preprocess: bool
 ) -> None:

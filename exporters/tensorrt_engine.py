@@ -25,6 +25,7 @@ from exporters.onnx_export import INPUT, OUTPUT, read_metadata
 
 from .errors import UserError
 from .files import atomic_path, file_sha256, json_text, write_text
+from .runtime import check_input_dtype
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SUPPORTED_MAJOR = (10, 11)  # the tensorrt extra's bound in pyproject.toml
@@ -200,9 +201,7 @@ class TrtModel:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         torch = self._torch
-        want = np.uint8 if self.input_uint8 else np.float32
-        if images.dtype != want:
-            raise UserError(f"{self.path.name} takes {np.dtype(want).name} input, got {images.dtype}")
+        check_input_dtype(self, images)
         if not self.min_batch <= len(images) <= self.max_batch:
             raise UserError(
                 f"{self.path.name} was built for batches of {self.min_batch} to {self.max_batch}, "
