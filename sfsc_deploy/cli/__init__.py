@@ -13,7 +13,7 @@ import sys
 
 from sfsc_deploy import __version__
 from sfsc_deploy.cli import demo, deploy, model, perf, retrieval, training  # noqa: F401  (registers commands)
-from sfsc_deploy.cli.options import app, err, out
+from sfsc_deploy.cli.options import COMMAND_ARGS, app, err, out
 from sfsc_deploy.errors import SfscError
 
 __all__ = ["app", "main"]
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     if args in (["--version"], ["-V"]):
         out.print(f"sfsc-deploy {__version__}")
         return
-    training.COMMAND_ARGS[:] = args
+    COMMAND_ARGS[:] = args  # what --nproc runs again in every process
     try:
         app(args=args, prog_name="sfsc-deploy")
     except SfscError as exc:

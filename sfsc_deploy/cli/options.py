@@ -55,6 +55,48 @@ ForceOpt = Annotated[
 ]
 
 
+# --nproc: run the same command line in N processes on this machine (train, eval, extract)
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        help="Processes on this machine (torch's elastic launcher, as torchrun --nproc-per-node): each "
+        "extracts 1/N of the images, rank 0 writes; NCCL on CUDA (one GPU each), gloo on the CPU.",
+        min=1,
+    ),
+]
+COMMAND_ARGS: list[str] = []  # the command line main() ran (``--nproc`` passes it on to every process)
+
+
+def without_nproc(args: list[str]) -> list[str]:
+    """A command line less its ``--nproc N`` / ``--nproc=N``."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
+def relaunch(command: str, nproc: int) -> None:
+    """Run this command line again, less ``--nproc``, in ``nproc`` processes (train.distributed.launch);
+    each joins the process group the launcher describes. Refused under torchrun, which already did."""
+    from sfsc_deploy.train.distributed import env_world, launch
+
+    if env_world().many:
+        raise SfscError("--nproc starts its own processes; drop it when running under torchrun")
+    launch(nproc, without_nproc(COMMAND_ARGS[1:] if COMMAND_ARGS[:1] == [command] else COMMAND_ARGS), command)
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or the only process) prints a command's results; the other ranks stay quiet."""
+    from sfsc_deploy.train.distributed import env_world
+
+    return env_world().main
+
+
 def dataset(data: str, fmt: str | None, synthetic_seed: int):
     from sfsc_deploy.data import load_dataset
     from sfsc_deploy.data.synthetic import SyntheticConfig
@@ -102,3 +144,38 @@ def si(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return str(n)
+
+
+def _search_opt(text: str, name: str, **kw):
+    from sfsc_deploy.retrieval.search import SearchSettings
+
+    return typer.Option(help=with_default(text, SearchSettings, name), **kw)
+
+
+def _index_help() -> str:
+    from sfsc_deploy.retrieval.search import INDEX_KINDS
+
+    return f"{' | '.join(INDEX_KINDS)} (flat, ivf, ivfpq: faiss)."
+
+
+# search options (search, verify): defaults live in retrieval.search.SearchSettings
+KOpt = Annotated[int | None, _search_opt("Gallery items per query.", "k")]
+IndexOpt = Annotated[str | None, _search_opt(_index_help(), "index")]
+NlistOpt = Annotated[int | None, _search_opt("IVF cells (default 4·√N).", "nlist")]
+NprobeOpt = Annotated[int | None, _search_opt("IVF cells visited per query.", "nprobe")]
+PqMOpt = Annotated[int | None, _search_opt("IVF-PQ sub-quantizers (divides D).", "pq_m")]
+PqBitsOpt = Annotated[int | None, _search_opt("Bits per IVF-PQ code.", "pq_bits")]
+TrainSizeOpt = Annotated[int | None, _search_opt("Gallery rows that train IVF/PQ.", "train_size")]
+RecallQueriesOpt = Annotated[
+    int | None, _search_opt("Queries searched exactly to measure an index's recall@k.", "recall_queries")
+]
+SearchSeedOpt = Annotated[int | None, _search_opt("Seed of the training and recall samples.", "seed")]
+QueryBlockOpt = Annotated[int | None, _search_opt("Queries scored at once.", "query_block")]
+GalleryBlockOpt = Annotated[int | None, _search_opt("Gallery rows scored at once.", "gallery_block")]
+
+
+def search_settings(**options: Any):
+    """``SearchSettings`` from the search options a user set (``None``: unset), checked."""
+    from sfsc_deploy.retrieval.search import SearchSettings
+
+    return SearchSettings(**given(**options)).check()

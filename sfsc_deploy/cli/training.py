@@ -20,17 +20,22 @@ from sfsc_deploy.cli.model import (
     arch_options,
 )
 from sfsc_deploy.cli.options import (
+    COMMAND_ARGS,  # noqa: F401  (re-exported: the command line main() ran)
     DEVICE_HELP,
     DataOpt,
     DeviceOpt,
     ForceOpt,
     FormatOpt,
+    NprocOpt,
     SynthSeedOpt,
     app,
     dataset,
     given,
+    is_main_process,
     out,
+    relaunch,
     with_default,
+    without_nproc,
 )
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.device import AMP_MODES
@@ -45,19 +50,7 @@ def _opt(text: str, name: str, flag: str | None = None):
     return typer.Option(*args, help=with_default(text, TrainConfig, name), show_default=False)
 
 
-COMMAND_ARGS: list[str] = []  # the command line main() ran (``--nproc`` passes it on to every process)
-
-
-def _without_nproc(args: list[str]) -> list[str]:
-    kept, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            kept.append(arg)
-    return kept
+_without_nproc = without_nproc  # the shared --nproc helpers live in cli.options (train, eval, extract)
 
 
 @app.command()
@@ -123,6 +116,16 @@ def train(
     ] = None,
     seed: Annotated[int | None, _opt("Seed of initialisation, batches and augmentation.", "seed")] = None,
     init: InitOpt = None,
+    sync_bn: Annotated[
+        bool | None,
+        _opt(
+            "Synchronised BatchNorm: with --nproc N (or torchrun) every width's BatchNorm normalises with "
+            "the statistics of the whole global batch, not each process's share (off as in FastReID); "
+            "no effect with one process.",
+            "sync_bn",
+            "--sync-bn/--no-sync-bn",
+        ),
+    ] = None,
     device: Annotated[str | None, _opt(DEVICE_HELP, "device")] = None,
     amp: Annotated[
         str | None,
@@ -139,6 +142,31 @@ def train(
             "native convolutions).",
             "channels_last",
             "--channels-last/--no-channels-last",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        _opt(
+            "Worker processes that read and augment batches ahead of the model (pinned memory on CUDA); "
+            "unset: 0 for preloaded images on the CPU, else min(8, CPUs / processes). Same batches "
+            "either way.",
+            "workers",
+        ),
+    ] = None,
+    stream: Annotated[
+        bool | None,
+        _opt(
+            "Read the training images from disk while training (in the workers) instead of preloading them.",
+            "stream",
+            "--stream/--no-stream",
+        ),
+    ] = None,
+    bank_budget_gb: Annotated[
+        float | None,
+        _opt(
+            "Preload the training images only up to this many GB per process (uint8 at the input size); "
+            "a larger set streams from disk.",
+            "bank_budget_gb",
         ),
     ] = None,
     feature_dim: FeatureDimOpt = None,
@@ -191,19 +219,23 @@ def train(
             val_ids=val_ids,
             seed=seed,
             init=init,
+            sync_bn=sync_bn,
             device=device,
             amp=amp,
             channels_last=channels_last,
+            workers=workers,
+            stream=stream,
+            bank_budget_gb=bank_budget_gb,
         )
     )
     options = arch_options(width_mult, size, divisor, last_stride)
     if nproc > 1:
-        from sfsc_deploy.train.distributed import check_shardable, env_world, launch
+        from sfsc_deploy.train.distributed import check_shardable, env_world
 
         if env_world().many:
             raise SfscError("--nproc starts its own processes; drop it when running under torchrun")
         check_shardable(cfg.batch_ids, cfg.batch_k, cfg.sampler, nproc)
-        launch(nproc, _without_nproc(COMMAND_ARGS[1:] if COMMAND_ARGS[:1] == ["train"] else COMMAND_ARGS))
+        relaunch("train", nproc)
         return  # rank 0 printed what was trained
     splits = dataset(data, fmt, synthetic_seed)
     result = run_training(
@@ -240,11 +272,15 @@ def eval_cmd(
     flip: Annotated[bool, typer.Option(help="Average features with the flipped image.")] = False,
     device: DeviceOpt = None,
     force: ForceOpt = False,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Cross-width compatibility matrix M(φ_q, φ_g) and the compatibility rule per pair."""
     from sfsc_deploy.evaluation.report import matrix_markdown
     from sfsc_deploy.evaluation.runs import evaluate_run
 
+    if nproc > 1:
+        relaunch("eval", nproc)
+        return  # rank 0 printed the matrix
     matrix = evaluate_run(
         checkpoint_path,
         dataset(data, fmt, synthetic_seed),
@@ -254,6 +290,8 @@ def eval_cmd(
         force=force,
         **given(device=device),
     )
+    if not is_main_process():  # under torchrun or --nproc: rank 0 reports (and wrote the report)
+        return
     out.print(matrix_markdown(matrix))
     if matrix.all_pass():
         out.print("compatibility rule: pass on every pair")

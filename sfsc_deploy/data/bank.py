@@ -1,11 +1,14 @@
 """Images preloaded into one uint8 tensor at the model input size.
 
 Decoding thousands of JPEGs every epoch on two cores costs more than the network; Market-1501's
-training split at 128×64 is ~320 MB as uint8, so it is read once.
+training split at 128×64 is ~320 MB as uint8, so it is read once. The bank is the fast path of
+the training loader (data.loader); a set larger than ``TrainConfig.bank_budget_gb`` (or ``--stream``)
+is read from disk by the loader's workers instead (data.stream), in the same order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,17 +33,33 @@ class ImageBank:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def load(self, indices: Sequence[int]) -> torch.Tensor:
+        """uint8 [n, 3, H, W] of ``indices`` (the image-source interface of data.loader)."""
+        return self.images[torch.as_tensor(list(indices), dtype=torch.int64)]
+
+    @property
+    def failed(self) -> frozenset[int]:
+        """Images that failed to decode while training: none, those were skipped when it was built."""
+        return frozenset()
+
+
+def by_source(records: list[Record]) -> tuple[dict[str, list[Record]], list[Record]]:
+    """Rendered records grouped by scheme, and the file records: the order of a bank's images
+    (every group in turn, then the files), which a streamed source keeps too."""
+    generated: dict[str, list[Record]] = {}
+    files: list[Record] = []
+    for r in records:
+        found = renderer_for(r.path)
+        (generated.setdefault(found[0], []) if found else files).append(r)
+    return generated, files
+
 
 def build_bank(
     records: list[Record], size: tuple[int, int], *, split: str = "train", progress: bool = True
 ) -> ImageBank:
     """Read (or render) every record, skip and count unreadable files; an empty split is an error."""
     size = (int(size[0]), int(size[1]))
-    generated: dict[str, list[Record]] = {}
-    files: list[Record] = []
-    for r in records:
-        found = renderer_for(r.path)
-        (generated.setdefault(found[0], []) if found else files).append(r)
+    generated, files = by_source(records)
     kept: list[Record] = []
     chunks: list[torch.Tensor] = []
     for group in generated.values():

@@ -51,6 +51,18 @@ def read_image(path: str | Path) -> torch.Tensor | None:
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
+def can_open(path: str | Path) -> bool:
+    """Whether ``path`` opens as an image of an acceptable size, from its header alone (no pixels
+    decoded): the cheap check of a streamed training set (data.stream). A file that passes may
+    still fail to decode; :func:`read_image` then returns None."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+    return width * height <= MAX_IMAGE_PIXELS
+
+
 def preprocess(
     image: torch.Tensor, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:

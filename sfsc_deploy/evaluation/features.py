@@ -2,6 +2,11 @@
 
 Images stay uint8 until their batch is normalised, so only one batch is ever float; a rich progress
 bar shows long extractions.
+
+In a process group of several ranks (``sfsc-deploy eval/extract --nproc N``, torchrun, validation
+during training) every rank extracts its contiguous shard of the images and the shards are gathered
+(train.distributed), so every rank returns all the features in the images' order; one progress bar,
+rank 0's. One process: the plain loop.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from torch import nn
 
 from exporters.graph import normalize_images
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.train import distributed
 
 
 def batch_slices(total: int, batch_size: int, *, progress: bool, description: str) -> Iterator[slice]:
@@ -27,6 +33,23 @@ def batch_slices(total: int, batch_size: int, *, progress: bool, description: st
             stop = min(total, start + batch_size)
             yield slice(start, stop)
             bar.advance(task, stop - start)
+
+
+def map_shards(
+    images: torch.Tensor, extract: Callable[[torch.Tensor, bool], torch.Tensor], progress: bool
+) -> torch.Tensor:
+    """``extract(images, progress)``: float [N, D] rows of N images, sharded over the ranks.
+
+    In an initialised process group of several ranks each rank calls ``extract`` on its contiguous
+    shard (``progress`` on rank 0 only) and gets every rank's rows back in the images' order, on the
+    CPU; every rank must call this with the same images (a collective). One process: the call itself.
+    """
+    world = distributed.current()
+    if not world.many or len(images) == 0:
+        return extract(images, progress)
+    part = distributed.shard_range(len(images), world)
+    local = extract(images[part], progress and world.main) if part.stop > part.start else None
+    return distributed.gather_rows(local)
 
 
 def check_images(images: torch.Tensor) -> None:
@@ -66,7 +89,8 @@ def extract_features(
 
     An ``nn.Module`` runs in eval mode (its previous mode is restored afterwards, so a training loop can
     call this mid-run). ``flip`` averages each image's features with its mirror's, a common re-id
-    test-time augmentation.
+    test-time augmentation. In a process group of several ranks every rank extracts its shard of the
+    images and returns all N features (:func:`map_shards`): every rank must call it.
     """
     check_images(images)
     if len(images) == 0:
@@ -76,19 +100,23 @@ def extract_features(
             f"mean {tuple(mean)} and std {tuple(std)} need 3 values each, std > 0; fix the config"
         )
     device = _device(model)
+
+    def extract(part_images: torch.Tensor, show: bool) -> torch.Tensor:
+        out = []
+        for part in batch_slices(len(part_images), batch_size, progress=show, description=description):
+            x = normalize_images(part_images[part].to(device), mean, std)
+            f = _embed(model, x)
+            if flip:
+                f = (f + _embed(model, x.flip(3))) / 2
+            out.append(f.float().cpu())
+        return torch.cat(out)
+
     was_training = isinstance(model, nn.Module) and model.training
     if isinstance(model, nn.Module):
         model.eval()
-    out = []
     try:
         with torch.inference_mode():
-            for part in batch_slices(len(images), batch_size, progress=progress, description=description):
-                x = normalize_images(images[part].to(device), mean, std)
-                f = _embed(model, x)
-                if flip:
-                    f = (f + _embed(model, x.flip(3))) / 2
-                out.append(f.float().cpu())
+            return map_shards(images, extract, progress)
     finally:
         if was_training:
             model.train()
-    return torch.cat(out)

@@ -21,6 +21,7 @@ from sfsc_deploy.evaluation.report import matrix_report_paths, write_matrix_repo
 from sfsc_deploy.io.device import DEFAULT_DEVICE, resolve_device
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.networks import read_networks
+from sfsc_deploy.train import distributed
 
 
 def evaluate_run(
@@ -38,13 +39,45 @@ def evaluate_run(
     """``force=False`` refuses to replace an earlier report in ``out_dir`` (checked before any work).
 
     The networks run on ``device`` (``auto``: CUDA when available); features come back to the CPU.
+    Started by torchrun (WORLD_SIZE > 1 in the environment), or in a process group already joined,
+    every process runs this with the same arguments: each extracts its shard of the images (NCCL on
+    CUDA, each rank on ``cuda:LOCAL_RANK``; gloo on the CPU), every rank returns the whole matrix, and
+    rank 0 alone writes the report.
     """
     if out_dir is not None:
         for path in matrix_report_paths(out_dir).values():
             check_overwrite(path, force, inputs=[model_path])
-    where = resolve_device(device)
+    resolve_device(device)  # a wrong --device is one line before any process group is joined
+    with distributed.joined(device) as world:
+        return _evaluate_run(
+            model_path,
+            splits,
+            out_dir,
+            batch_size=batch_size,
+            flip=flip,
+            progress=progress and world.main,
+            extra=extra,
+            force=force,
+            device=resolve_device(distributed.device_name(device, world)),
+            main=world.main,
+        )
+
+
+def _evaluate_run(
+    model_path: str | Path,
+    splits: ReidSplits,
+    out_dir: str | Path | None,
+    *,
+    batch_size: int,
+    flip: bool,
+    progress: bool,
+    extra: dict[str, Any] | None,
+    force: bool,
+    device: torch.device,
+    main: bool,
+) -> CompatibilityMatrix:
     method, networks = read_networks(model_path)
-    loaded = {path: checkpoint.load(path, where) for path in sorted(set(networks.values()))}
+    loaded = {path: checkpoint.load(path, device) for path in sorted(set(networks.values()))}
     options = {
         (n.config.options.input_size, n.config.options.mean, n.config.options.std) for n in loaded.values()
     }
@@ -69,7 +102,7 @@ def evaluate_run(
                 net, gallery.images, mean, std, description=f"gallery {width:g}", **kwargs
             )
     matrix = compatibility_matrix(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
-    if out_dir is not None:
+    if out_dir is not None and main:  # rank 0 writes
         info = {
             "method": method,
             "model": str(model_path),

@@ -59,6 +59,13 @@ SLICED = FileFormat(
 GALLERY = FileFormat(
     "sfsc-deploy/gallery", 1, "gallery file", "is not a readable gallery file", "re-run `sfsc-deploy extract`"
 )
+GALLERY_SHARDS = FileFormat(
+    "sfsc-deploy/gallery-shards",
+    1,
+    "gallery manifest",
+    "is not a gallery manifest",
+    "re-run `sfsc-deploy extract`",
+)
 MANIFEST = FileFormat(
     "sfsc-deploy/export-manifest",
     1,
@@ -72,4 +79,11 @@ DEVICE_TABLE = FileFormat(
     "device table",
     "is not a device table",
     "create one with `sfsc-deploy profile`",
+)
+SEARCH_RESULTS = FileFormat(
+    "sfsc-deploy/search-results",
+    1,
+    "search results file",
+    "is not a search results file",
+    "re-run `sfsc-deploy search`",
 )

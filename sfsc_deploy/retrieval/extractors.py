@@ -4,6 +4,7 @@ Every extractor takes uint8 [N, 3, H, W] images at the model's input size and kn
 (family, width, feature dim, input contract: ``exporters.metadata.ModelInfo``), so galleries and
 verification can refuse mismatches. Artifacts run through ``exporters.runtime`` (onnxruntime,
 OpenVINO, TensorRT); the PyTorch sliced model of a width is the reference they are checked against.
+In a process group of several ranks every extractor shards the images like ``extract_features``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from exporters.graph import DeployGraph, graph_inputs
 from exporters.metadata import ModelInfo
 from exporters.runtime import Runner, check_layout, open_runner
 from sfsc_deploy.errors import SfscError
-from sfsc_deploy.evaluation.features import batch_slices
+from sfsc_deploy.evaluation.features import batch_slices, map_shards
 from sfsc_deploy.io.device import DEFAULT_DEVICE, resolve_device
 
 __all__ = ["ArtifactExtractor", "FeatureExtractor", "ModelInfo", "TorchExtractor", "open_extractor"]
@@ -43,11 +44,18 @@ class FeatureExtractor:
             )
         step = min(batch_size, self.max_batch or batch_size)
         label = description or f"{self.info.runtime} {self.info.width:g}"
-        out = [
-            np.asarray(self.run(images[part]), dtype=np.float32)
-            for part in batch_slices(len(images), step, progress=progress, description=label)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, self.info.feature_dim), np.float32)
+
+        def extract(part_images: torch.Tensor, show: bool) -> torch.Tensor:
+            out = [
+                np.asarray(self.run(part_images[part]), dtype=np.float32)
+                for part in batch_slices(len(part_images), step, progress=show, description=label)
+            ]
+            return torch.from_numpy(
+                np.concatenate(out) if out else np.zeros((0, self.info.feature_dim), np.float32)
+            )
+
+        # several ranks in a process group: each runs its shard of the images, all get every feature
+        return map_shards(images, extract, progress).numpy()
 
 
 class TorchExtractor(FeatureExtractor):

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,36 @@ class Gallery:
 
     def __len__(self) -> int:
         return len(self.features)
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """What the file stores (float32 or float16); ``blocks`` always gives float32."""
+        return self.features.dtype
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start row, float32 [n, D])`` blocks of at most ``rows`` rows, in order: each a fresh
+        array the caller may change. A sharded gallery (retrieval.shards) reads them from its
+        memory-mapped shard files, so a search never holds more than one block."""
+        rows = block_rows(rows)
+        for start in range(0, len(self), rows):
+            yield start, self.features[start : start + rows].astype(np.float32)
+
+
+def block_rows(rows: int) -> int:
+    if isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1:
+        raise SfscError(f"gallery blocks need a positive number of rows, got {rows!r}")
+    return int(rows)
+
+
+def open_gallery(path: str | os.PathLike, *, verify: bool = True) -> Gallery:
+    """A ``.npz`` gallery file or a gallery folder of shards (``retrieval.shards.open_gallery``)."""
+    from sfsc_deploy.retrieval.shards import open_gallery as _open
+
+    return _open(path, verify=verify)
 
 
 def save_gallery(gallery: Gallery, path: str | os.PathLike, *, force: bool = True, inputs=()) -> Path:
@@ -92,13 +123,17 @@ def _schema_problem(g: Gallery) -> str | None:
             return f"{name} are {a.dtype} {a.shape}, want {len(f)} integers"
     if g.paths.dtype.kind != "U" or g.paths.ndim != 1 or len(g.paths) != len(f):
         return f"paths are {g.paths.dtype} {g.paths.shape}, want {len(f)} strings"
-    m = g.meta
+    return meta_problem(g.meta, f.shape[1])
+
+
+def meta_problem(m: dict[str, Any], dim: int) -> str | None:
+    """What is wrong with a gallery's description of ``dim``-d features, or None."""
     if not isinstance(m.get("family_id"), str) or not m["family_id"]:
         return "no family_id"
     if not isinstance(m.get("feature_dim"), int) or isinstance(m.get("feature_dim"), bool):
         return "feature_dim is not an integer"
-    if m["feature_dim"] != f.shape[1]:
-        return f"feature_dim {m['feature_dim']} but {f.shape[1]}-d features"
+    if m["feature_dim"] != dim:
+        return f"feature_dim {m['feature_dim']} but {dim}-d features"
     width = m.get("width")
     if not _is_number(width) or not (math.isfinite(width) and 0 < width <= 1):
         return f"width {width!r} is not in (0, 1]"
@@ -146,8 +181,15 @@ def extract_gallery(
     batch_size: int = 64,
     progress: bool = False,
 ) -> Gallery:
-    """Features of one split with its ids, cameras, paths and the model's identity."""
+    """Features of one split with its ids, cameras, paths and the model's identity.
+
+    In a process group of several ranks each rank extracts its shard of the images and every rank
+    returns the whole gallery (the caller lets rank 0 write it); progress bars are rank 0's.
+    """
     from sfsc_deploy.data.bank import build_bank
+    from sfsc_deploy.train.distributed import current
+
+    progress = progress and current().main
 
     if split not in SPLITS:
         raise SfscError(f"--split {split!r} must be one of {', '.join(SPLITS)}")

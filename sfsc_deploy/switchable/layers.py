@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfsc_deploy.errors import SfscError
+from sfsc_deploy.switchable import sync_bn
 from sfsc_deploy.switchable.channels import DEFAULT_DIVISOR, Ch, as_ch, format_widths, width_key
 
 
@@ -188,12 +189,18 @@ class SwitchableLinear(Switchable):
 
 
 class SwitchableBatchNorm(Switchable):
-    """One private BatchNorm per width ("switchable BN"): statistics differ too much to share."""
+    """One private BatchNorm per width ("switchable BN"): statistics differ too much to share.
+
+    ``sync`` (off; switched by ``sync_bn.set_sync_bn``): in training mode with a process group of
+    several ranks, the active width's BatchNorm normalises with the global batch's statistics
+    (switchable.sync_bn). The plain BatchNorms, hence ``sliced`` and every export, are the same.
+    """
 
     def __init__(self, spec: BNSpec, widths: list[float], divisor: int = DEFAULT_DIVISOR) -> None:
         super().__init__()
         self.spec, self.divisor, self.width = spec, divisor, 1.0
         self.bn = nn.ModuleDict({width_key(w): spec.plain(w, divisor) for w in widths})
+        self.sync = False
 
     @property
     def widths(self) -> list[float]:
@@ -209,7 +216,10 @@ class SwitchableBatchNorm(Switchable):
         return self.bn[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._bn(self.width)(x)
+        bn = self._bn(self.width)
+        if self.sync and bn.training and sync_bn.world_size() > 1:
+            return sync_bn.synced_batch_norm(bn, x)
+        return bn(x)
 
     def sliced(self, width: float) -> nn.Module:
         return copy.deepcopy(self._bn(width))

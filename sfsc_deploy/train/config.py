@@ -17,8 +17,9 @@ SEPARATE_METHODS = ("unified", "bct", "asym")
 METHODS = SWITCHABLE_METHODS + SEPARATE_METHODS
 SAMPLERS = ("pk", "random")
 AGGREGATIONS = ("sum", "project")  # how the per-task gradients become one update (train.aggregation)
-# where and in which precision a run computes, not what it learns: a run resumes with other values
-RUNTIME_OPTIONS = ("device", "amp", "channels_last")
+# where and in which precision a run computes, and how its batches are made (the data pipeline),
+# not what it learns: a run resumes with other values
+RUNTIME_OPTIONS = ("device", "amp", "channels_last", "workers", "stream", "bank_budget_gb")
 
 
 def needs_identity_pairs(loss: str) -> bool:
@@ -70,9 +71,19 @@ class TrainConfig:
     seed: int = 0
     # the backbone's start: None (random) or imagenet[-torchvision|-timm]:PATH (models.pretrained)
     init: str | None = None
+    # BatchNorm statistics over the whole global batch of every process (switchable.sync_bn); per
+    # process when False (FastReID's default); one process: no difference
+    sync_bn: bool = False
     device: str = DEFAULT_DEVICE  # auto | cpu | cuda | cuda:N (sfsc_deploy.io.device)
     amp: str = "off"  # off | bf16 | fp16: autocast of the forward passes; gradients stay float32
     channels_last: bool = False  # NHWC model and inputs (for CUDA tensor cores; no help on this CPU)
+    # the data pipeline (sfsc_deploy.data.loader): batches are the same whatever these are.
+    # Worker processes that read and augment batches ahead of the model; None (auto): 0 when the
+    # images are preloaded and the device is the CPU, else min(8, CPUs available to this process ÷
+    # training processes on this node), at least 1
+    workers: int | None = None
+    stream: bool = False  # read the training images from disk in the workers instead of preloading
+    bank_budget_gb: float = 8.0  # per process: a training set larger than this at the input size streams
 
     def __post_init__(self) -> None:
         if self.aggregation is None:
@@ -123,13 +134,18 @@ class TrainConfig:
             ("epochs", self.epochs, 1, 100_000, True),
             ("batch-ids", self.batch_ids, 2, 100_000, True),
             ("batch-k", self.batch_k, 1, 100_000, True),
+            ("bank-budget-gb", self.bank_budget_gb, 0, 1e6, True),
         ]
+        if self.workers is not None:
+            ranges.append(("workers", self.workers, 0, 256, True))
         for name, value, low, high, closed in ranges:
             ok = isinstance(value, int | float) and math.isfinite(value) and value <= high
             ok = ok and (value >= low if closed else value > low)
             if not ok:
                 bound = f"[{low}, {high}]" if closed else f"({low}, {high}]"
                 raise SfscError(f"--{name} must be a finite number in {bound}, got {value}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)):
+            raise SfscError(f"--workers must be a whole number in [0, 256], got {self.workers}")
         if not all(isinstance(m, int | float) and 0 < m < 1 for m in self.milestones):
             raise SfscError(f"milestones must be fractions of the run in (0, 1), got {self.milestones}")
 
@@ -138,11 +154,14 @@ class TrainConfig:
         return self.method in SWITCHABLE_METHODS
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field; ``init`` only when set and the ``RUNTIME_OPTIONS`` only when not their defaults,
-        so runs and benchmark specs saved before they existed compare equal to one started without them."""
+        """Every field; ``init`` and ``sync_bn`` only when set and the ``RUNTIME_OPTIONS`` only when not
+        their defaults, so runs and benchmark specs saved before they existed compare equal to one
+        started without them."""
         data = asdict(self)
         if data["init"] is None:
             del data["init"]
+        if not data["sync_bn"]:
+            del data["sync_bn"]
         defaults = {f.name: f.default for f in fields(self) if f.name in RUNTIME_OPTIONS}
         for name, default in defaults.items():
             if data[name] == default:

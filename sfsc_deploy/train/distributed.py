@@ -15,18 +15,28 @@ with equal shard sizes the mean of the ranks' mean-loss gradients is the gradien
 batch's mean loss. The triplet loss (and any term built from in-batch pairs) only pairs images within
 a rank's shard, i.e. within its own P/W identities: the averaged gradient is that of the mean of the
 ranks' triplet losses, each over a batch of P/W identities — the usual data-parallel triplet.
-BatchNorm normalises with per-rank statistics (FastReID's default, no SyncBN here): the running
-statistics saved are rank 0's, and a step equals one process that normalises each shard on its own.
+BatchNorm normalises with per-rank statistics by default (FastReID's): the running statistics saved
+are rank 0's, and a step equals one process that normalises each shard on its own. With ``--sync-bn``
+(``TrainConfig.sync_bn``; sfsc_deploy.switchable.sync_bn) every width's BatchNorm normalises with the
+whole global batch's statistics, gathered by a differentiable ``all_reduce`` in the forward pass whose
+backward all-reduces the gradients through them: for the per-sample mean losses a step then equals
+one process on the whole global batch, and every rank keeps the same running statistics.
 
 Backend: NCCL when the run's device is CUDA (each rank on ``cuda:LOCAL_RANK``), gloo on the CPU.
+
+Evaluation and extraction (``sfsc-deploy eval/extract --nproc N``, validation during training) shard
+the images instead: each rank extracts a contiguous slice (:func:`shard_range`) and
+:func:`gather_rows` puts the slices back together, in order, on every rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -101,6 +111,20 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def joined(device: str) -> Iterator[World]:
+    """The process group torchrun's environment describes, joined for the block (:func:`setup`) and
+    left afterwards if this joined it; one process (or a group already joined): nothing to do."""
+    world = env_world()
+    new = world.many and not current().many
+    world = setup(device)
+    try:
+        yield world
+    finally:
+        if new:
+            teardown()
+
+
 def check_shardable(batch_ids: int, batch_k: int, sampler: str, size: int) -> None:
     """P identities must split evenly over the ranks (each rank keeps P/W whole identities)."""
     if size > 1 and batch_ids % size:
@@ -132,15 +156,101 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def union(items: set[int]) -> set[int]:
+    """The union of every rank's set of integers (one ``all_gather_object``; one process: ``items``)."""
+    world = current()
+    if not world.many:
+        return set(items)
+    gathered: list[set[int] | None] = [None] * world.size
+    dist.all_gather_object(gathered, set(items))
+    return set().union(*(g or set() for g in gathered))
+
+
 def barrier() -> None:
     if current().many:
         dist.barrier()
 
 
+# ------------------------------------------------------------------------- sharded extraction
+def shard_range(total: int, world: World) -> slice:
+    """This rank's contiguous part of ``total`` items: the first ``total % W`` ranks take one more."""
+    part, extra = divmod(total, world.size)
+    start = world.rank * part + min(world.rank, extra)
+    return slice(start, start + part + (world.rank < extra))
+
+
+def _collective_device() -> torch.device:
+    """Where a collective's tensors must live: this rank's GPU under NCCL, the CPU under gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def gather_rows(local: torch.Tensor | None) -> torch.Tensor:
+    """Every rank's float rows ``[n_r, D]`` (``None``: an empty shard), concatenated in rank order,
+    on every rank, on the CPU; one process: ``local`` itself.
+
+    The shards may differ in length (an image count not divisible by the ranks): each is padded to
+    the longest for ``all_gather``, and the padding is cut off again.
+    """
+    world = current()
+    if not world.many:
+        if local is None:
+            raise SfscError("nothing to gather: no rows were extracted")
+        return local
+    device = _collective_device()
+    n, d = (0, 0) if local is None else (local.shape[0], local.shape[1])
+    size = torch.tensor([n, d], dtype=torch.int64, device=device)
+    sizes = [torch.empty_like(size) for _ in range(world.size)]
+    dist.all_gather(sizes, size)
+    shapes = [(int(s[0]), int(s[1])) for s in sizes]
+    dims = sorted({d for n, d in shapes if n})
+    if len(dims) != 1:  # every rank sees the same shapes, so every rank raises alike
+        raise SfscError(
+            f"the processes extracted features of dimension {dims or 'none'}; "
+            "every process must run the same model on a non-empty set of images"
+        )
+    rows = max(n for n, _ in shapes)
+    padded = torch.zeros(rows, dims[0], dtype=torch.float32, device=device)
+    if local is not None and n:
+        padded[:n] = local.to(device=device, dtype=torch.float32)
+    parts = [torch.empty_like(padded) for _ in range(world.size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, (n, _) in zip(parts, shapes, strict=True)]).cpu()
+
+
+@contextlib.contextmanager
+def rank0_buffers(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` with rank 0's buffers (BatchNorm running statistics) on every rank for the block,
+    each rank's own again afterwards.
+
+    The ranks train with their own BatchNorm statistics (rank 0's are saved); a validation sharded
+    over the ranks must evaluate the one network rank 0 saves, not a different one per shard.
+    """
+    if not current().many:
+        yield module
+        return
+    buffers = list(module.buffers())
+    own = [b.detach().clone() for b in buffers]
+    with torch.no_grad():
+        for b in buffers:
+            dist.broadcast(b.data, src=0)
+    try:
+        yield module
+    finally:
+        with torch.no_grad():
+            for b, saved in zip(buffers, own, strict=True):
+                b.copy_(saved)
+
+
 # ------------------------------------------------------------------------------------------ launch
-def launch(nproc: int, argv: Sequence[str]) -> None:
-    """Run ``python -m sfsc_deploy.train ARGV`` in ``nproc`` processes on this machine with torch's
-    own elastic launcher (what ``torchrun --nproc-per-node`` does); a failed rank is one line."""
+_WHAT = {"train": "training", "eval": "evaluation", "extract": "extraction"}
+
+
+def launch(nproc: int, argv: Sequence[str], command: str = "train") -> None:
+    """Run ``sfsc-deploy COMMAND ARGV`` (``python -m sfsc_deploy.cli``) in ``nproc`` processes on this
+    machine with torch's own elastic launcher (what ``torchrun --nproc-per-node`` does); each joins
+    the process group from the environment the launcher sets. A failed rank is one line."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -155,10 +265,20 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
         monitor_interval=0.5,
     )
     try:
-        elastic_launch(config, sys.executable)("-m", "sfsc_deploy.train", *argv)
+        elastic_launch(config, sys.executable)("-m", "sfsc_deploy.cli", command, *argv)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
+        what = _WHAT.get(command, command)
+        if failure.exitcode < 0:  # killed by a signal (OOM killer, a scheduler, a user): no error line
+            number = -failure.exitcode
+            name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+            raise SfscError(
+                f"{what} process {rank} of {nproc} was killed ({name}); the job stopped, run the same "
+                f"command with --resume to continue from the last checkpoint"
+                if command == "train"
+                else f"{what} process {rank} of {nproc} was killed ({name}); the job stopped, run it again"
+            ) from None
         raise SfscError(
-            f"training process {rank} of {nproc} failed (exit code {failure.exitcode}); "
+            f"{_WHAT.get(command, command)} process {rank} of {nproc} failed (exit code {failure.exitcode}); "
             f"its own error line is printed above"
         ) from None

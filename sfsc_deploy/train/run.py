@@ -2,6 +2,10 @@
 
 Every run directory has ``networks.json`` (models.networks) mapping each width to the checkpoint
 that serves it, so evaluation and export treat SFSC and the baselines alike.
+
+The training images are preloaded (data.bank) when they fit ``cfg.bank_budget_gb`` per process at the
+input size; a larger set, or ``cfg.stream``, is read from disk by the loader's workers while training
+(data.stream), with the same batches. The validation images are always preloaded.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from sfsc_deploy.data.bank import ImageBank, build_bank
-from sfsc_deploy.data.records import ReidSplits, split_validation
+from sfsc_deploy.data.records import Record, ReidSplits, split_validation
+from sfsc_deploy.data.stream import StreamSource
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.io.device import check_amp, resolve_device
 from sfsc_deploy.models import ArchOptions, NetConfig, SwitchableNet, build, checkpoint
@@ -35,10 +41,15 @@ class TrainResult:
     method: str
     networks: dict[float, Path] = field(default_factory=dict)  # width -> checkpoint serving it
     pretrained: PretrainedReport | None = None  # the ImageNet start (cfg.init) of a network not resumed
+    streamed: bool = False  # the training images were read from disk while training, not preloaded
 
 
 def _validator(val: tuple[ImageBank, ImageBank] | None, widths: list[float]):
-    """mAP on the validation identities carved from the training set (never the test ids)."""
+    """mAP on the validation identities carved from the training set (never the test ids).
+
+    Many processes: every rank calls it, extracts its shard of the images with rank 0's BatchNorm
+    statistics (those rank 0 saves) and gets the whole result.
+    """
     if val is None:
         return None
     from sfsc_deploy.evaluation import compatibility_matrix, extract_features
@@ -48,10 +59,11 @@ def _validator(val: tuple[ImageBank, ImageBank] | None, widths: list[float]):
     def validate(net: SwitchableNet) -> dict[str, Any]:
         opts = net.config.options
         qf, gf = {}, {}
-        for w in [w for w in widths if w in net.widths]:
-            with net.at_width(w):
-                qf[w] = extract_features(net, query.images, opts.mean, opts.std)
-                gf[w] = extract_features(net, gallery.images, opts.mean, opts.std)
+        with distributed.rank0_buffers(net):
+            for w in [w for w in widths if w in net.widths]:
+                with net.at_width(w):
+                    qf[w] = extract_features(net, query.images, opts.mean, opts.std)
+                    gf[w] = extract_features(net, gallery.images, opts.mean, opts.std)
         matrix = compatibility_matrix(qf, gf, query.pids, gallery.pids, query.camids, gallery.camids)
         return {f"mAP/{q:g}->{g:g}": round(m.mAP, 2) for (q, g), m in matrix.metrics.items()}
 
@@ -148,7 +160,7 @@ def _train(
             build_bank(vq, options.input_size, split="val-query", progress=progress),
             build_bank(vg, options.input_size, split="val-gallery", progress=progress),
         )
-    bank = build_bank(train_records, options.input_size, split="train", progress=progress)
+    bank = training_images(train_records, options.input_size, cfg, progress=progress)
     validate = _validator(val, widths)
 
     def new_net(net_widths: list[float], init_seed: int = cfg.seed) -> SwitchableNet:
@@ -172,7 +184,7 @@ def _train(
             _clear_run(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
     distributed.barrier()
-    result = TrainResult(out_dir, cfg.method)
+    result = TrainResult(out_dir, cfg.method, streamed=isinstance(bank, StreamSource))
     if cfg.switchable:
         net = new_net(widths)
         ck = fit(net, switchable_tasks(cfg, widths), out_dir, label=f"{cfg.method} {arch}")
@@ -201,6 +213,25 @@ def _train(
         write_networks(result.out_dir, result.method, result.networks)
     distributed.barrier()
     return result
+
+
+def training_images(
+    records: list[Record], size: tuple[int, int], cfg: TrainConfig, *, progress: bool = True
+) -> ImageBank | StreamSource:
+    """The preloaded bank when the images fit ``cfg.bank_budget_gb`` (uint8, 3×H×W each) and
+    ``cfg.stream`` is off; otherwise a source the loader's workers read from disk (said on the console)."""
+    needed = len(records) * 3 * int(size[0]) * int(size[1]) / 1e9
+    if not cfg.stream and needed <= cfg.bank_budget_gb:
+        return build_bank(records, size, split="train", progress=progress)
+    if distributed.current().main:
+        budget = f"{needed:.3g} GB preloaded > --bank-budget-gb {cfg.bank_budget_gb:g}"
+        why = "--stream" if cfg.stream else budget
+        Console(stderr=True).print(
+            f"train: streaming {len(records)} images from disk while training ({why})",
+            markup=False,
+            soft_wrap=True,  # one line, whatever the terminal's width
+        )
+    return StreamSource(records, size, split="train", progress=progress)
 
 
 def network_seed(seed: int, width: float) -> int:

@@ -5,24 +5,35 @@ time), its flattened gradient becomes a row of the k×P matrix G, and the aggreg
 into one update. Every random choice (batches, augmentation, projection order) comes from
 generators seeded by (seed, epoch), so resuming at an epoch boundary continues exactly.
 
-The network runs on ``cfg.device`` (sfsc_deploy.io.device); batches are drawn and augmented on the CPU
-with the same generators everywhere, then moved. Under ``cfg.amp`` only the network's forward passes
-autocast: its outputs are cast back to float32 for the losses, and G, the Gram matrix and the
-projection are float32. fp16 scales the losses (``torch.amp.GradScaler``; a step whose gradients
-overflow is skipped and the scale lowered). Checkpoints and optimiser state are saved from CPU
-tensors, so a run resumes on any device.
+The network runs on ``cfg.device`` (sfsc_deploy.io.device); batches are read and augmented on the CPU
+by the training loader (sfsc_deploy.data.loader: ``cfg.workers`` worker processes, pinned memory on
+CUDA, prefetch), every image with its own generator seeded by (seed, epoch, step, its place in the
+global batch), then moved. The images come preloaded (``ImageBank``) or streamed from disk
+(``StreamSource``, for a set over ``cfg.bank_budget_gb`` or with ``cfg.stream``); either way, and for
+any number of workers, the batches are the same. Images that fail to decode while streaming are
+replaced by one of the same identity; their count reaches the log (``unreadable``, in the last step
+record of an epoch) and the console once.
 
-Many processes (sfsc_deploy.train.distributed): every rank draws the same global batch, augments it with
-the same generator and keeps its slice; its local G is averaged over the ranks by one ``all_reduce``
-before the (identically seeded) aggregation, so every rank takes the same step. Rank 0 alone logs and
-writes checkpoint and state; the others wait for it at a barrier and resume from the same files.
+Under ``cfg.amp`` only the network's forward passes autocast: its outputs are cast back to float32 for
+the losses, and G, the Gram matrix and the projection are float32. fp16 scales the losses
+(``torch.amp.GradScaler``; a step whose gradients overflow is skipped and the scale lowered).
+Checkpoints and optimiser state are saved from CPU tensors, so a run resumes on any device.
+
+Many processes (sfsc_deploy.train.distributed): every rank draws the same global batch and reads and
+augments only its own slice (each image with the generator one process would give it); its local G is
+averaged over the ranks by one ``all_reduce`` before the (identically seeded) aggregation, so every
+rank takes the same step. Rank 0 alone logs and writes checkpoint and state; the others wait for it at
+a barrier and resume from the same files. With ``cfg.sync_bn`` the BatchNorms normalise with the
+global batch's statistics while ``fit`` runs (switchable.sync_bn).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from exporters.files import write_text
 from sfsc_deploy.data.bank import ImageBank
+from sfsc_deploy.data.loader import EpochBatches, ImageSource, epoch_loader, resolve_workers
 from sfsc_deploy.data.sampler import PKSampler, RandomSampler
 from sfsc_deploy.data.transforms import TrainTransform
 from sfsc_deploy.errors import SfscError
@@ -46,6 +59,7 @@ from sfsc_deploy.io.device import (
 )
 from sfsc_deploy.models import NetOutput, SwitchableNet, checkpoint
 from sfsc_deploy.models.networks import CHECKPOINT
+from sfsc_deploy.switchable.sync_bn import set_sync_bn
 from sfsc_deploy.train import distributed
 from sfsc_deploy.train.aggregation import aggregate
 from sfsc_deploy.train.config import TrainConfig
@@ -153,7 +167,7 @@ class Trainer:
         net: SwitchableNet,
         tasks: list[Task],
         cfg: TrainConfig,
-        bank: ImageBank,
+        bank: ImageSource,  # ImageBank (preloaded) or StreamSource (read from disk while training)
         run_dir: str | Path,
         reference: Reference | None = None,
         validate: Callable[[SwitchableNet], dict[str, Any]] | None = None,
@@ -168,6 +182,15 @@ class Trainer:
         self.world = distributed.current()
         distributed.check_shardable(cfg.batch_ids, cfg.batch_k, cfg.sampler, self.world.size)
         self.device = resolve_device(distributed.device_name(cfg.device, self.world))
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world.size)))
+        self.workers = resolve_workers(
+            cfg.workers,
+            preloaded=isinstance(bank, ImageBank),
+            device_type=self.device.type,
+            local_processes=local,
+        )
+        self.failed: set[int] = set()  # images replaced because they failed to decode (every rank's)
+        self.reported = 0  # how many of them the console was told about
         check_amp(self.device, cfg.amp)
         self.memory_format = memory_format(cfg.channels_last)
         if self.device.type != "cpu" or cfg.channels_last:  # before the optimiser sees the parameters
@@ -193,10 +216,12 @@ class Trainer:
         )
         self.steps_per_epoch = len(self.sampler)
         self.sizes = [p.numel() for p in self.params]
-        self.grads = torch.empty(len(tasks), sum(self.sizes), dtype=torch.float32, device=self.device)
+        # G (k×P) and, in one more column, the k losses: a step's one all_reduce carries both
+        total = sum(self.sizes)
+        self.reduced = torch.zeros(len(tasks), total + 1, dtype=torch.float32, device=self.device)
+        self.grads, self.losses = self.reduced[:, :total], self.reduced[:, total]
         # row i of G, cut once into one view per parameter: gradients are written in place
         self.grad_views = [row.split(self.sizes) for row in self.grads]
-        self.losses = torch.zeros(len(tasks), dtype=torch.float64, device=self.device)  # averaged, logged
         self.start_epoch, self.step = 0, 0
 
     # ----------------------------------------------------------------------------------- state
@@ -278,7 +303,7 @@ class Trainer:
 
     def _local_gradients(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> dict[str, Any]:
         """Every task's gradient of its mean loss on (x, y) into its row of G, its loss into ``losses``."""
-        x, y = x.to(self.device), y.to(self.device)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # pinned on CUDA
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=self.memory_format)
         ctx = StepContext(epoch, self.net.classifier.weight, self.offset)
@@ -297,6 +322,8 @@ class Trainer:
             if not torch.isfinite(loss):
                 if not self.world.many:
                     raise self._diverged(task, loss.item(), epoch)
+                if self.cfg.sync_bn:  # the synchronised BatchNorms' backward collectives run on every rank
+                    torch.autograd.grad(loss, self.params, allow_unused=True)
                 # the other ranks wait in the all_reduce: raise after it, all together
                 self.losses[i] = loss.detach()
                 for view in self.grad_views[i]:
@@ -320,9 +347,12 @@ class Trainer:
         """G (averaged over the ranks) aggregated into one optimiser step."""
         # many processes: G becomes the mean of the ranks' G (distributed's docstring says for which
         # losses that is the gradient of the global batch's mean loss); the losses are averaged too
-        distributed.all_reduce_mean(self.grads)
-        distributed.all_reduce_mean(self.losses)
-        for task, value in zip(self.tasks, self.losses.tolist(), strict=True):
+        tic = time.perf_counter()
+        distributed.all_reduce_mean(self.reduced)
+        losses = self.losses.tolist()  # waits for the all_reduce on every device
+        if self.world.many:  # wall time in the collective, waiting for the slowest rank included
+            record["allreduce_s"] = time.perf_counter() - tic
+        for task, value in zip(self.tasks, losses, strict=True):
             if not math.isfinite(value):
                 raise self._diverged(task, value, epoch)
             record[f"loss/{task.width:g}"] = value
@@ -350,6 +380,23 @@ class Trainer:
             record["evidence_offset"] = float(self.offset.detach())
         return record
 
+    def _unreadable(self) -> dict[str, int]:
+        """At an epoch's end: ``unreadable``, the images (every rank's) that failed to decode and were
+        replaced so far, for the log; the console hears of them once (again only if more appear)."""
+        if self.world.many and not isinstance(self.bank, ImageBank):  # a bank never fails: no collective
+            self.failed = distributed.union(self.failed)
+        if not self.failed:
+            return {}
+        if self.world.main and len(self.failed) > self.reported:
+            Console(stderr=True).print(
+                f"{self.label}: {len(self.failed)} image(s) failed to decode; each was replaced by "
+                f"an image of the same identity",
+                markup=False,
+                soft_wrap=True,  # one line, whatever the terminal's width
+            )
+        self.reported = len(self.failed)
+        return {"unreadable": len(self.failed)}
+
     def _diverged(self, task: Task, value: float, epoch: int) -> TrainingDiverged:
         return TrainingDiverged(
             f"{task.name} loss of width {task.width:g} became {value} at epoch "
@@ -369,6 +416,7 @@ class Trainer:
         )
 
         main = self.world.main  # rank 0 logs, shows progress and writes; one process is rank 0
+        set_sync_bn(self.net, self.cfg.sync_bn)  # only while training (a no-op for one process)
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         total = self.cfg.epochs * self.steps_per_epoch
@@ -394,29 +442,35 @@ class Trainer:
                     self.offset.fill_(-math.log(self.net.config.num_classes) if start is None else start)
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 self.net.train()
-                batches = self.sampler.batches(epoch)
-                aug, agg_gen = _generator(self.cfg.seed, epoch, 1), _generator(self.cfg.seed, epoch, 2)
-                for idx in batches:
+                agg_gen = _generator(self.cfg.seed, epoch, 2)
+                # this rank's shard of every global batch, read and augmented by the loader's workers
+                shard = functools.partial(distributed.shard, world=self.world) if self.world.many else None
+                data = EpochBatches(
+                    self.bank, self.sampler.batches(epoch), self.transform, self.cfg.seed, epoch, shard
+                )
+                with epoch_loader(data, self.workers, pin_memory=self.device.type == "cuda") as batches:
                     tic = time.perf_counter()
-                    index = torch.as_tensor(idx)
-                    x = self.transform(self.bank.images[index], aug)  # on the CPU, on every device
-                    y = self.bank.pids[index]
-                    if self.world.many:  # the whole batch augmented alike everywhere, this rank's slice kept
-                        part = torch.as_tensor(distributed.shard(range(len(idx)), self.world))
-                        x, y = x[part], y[part]
-                    record = self._train_step(x, y, epoch, agg_gen)
-                    speed = len(idx) / (time.perf_counter() - tic)  # the global batch's images
-                    record = {"epoch": epoch, "step": self.step, **record, "images_per_s": speed}
-                    log.write(json.dumps(record) + "\n")
-                    if board is not None:
-                        for name, value in record.items():
-                            if name not in ("epoch", "step"):
-                                board.add_scalar(name, value, self.step)
-                    main_loss = record[f"loss/{self.tasks[0].width:g}"]
-                    bar.update(job, advance=1, status=f"loss {main_loss:.3f}  {speed:.0f} img/s")
+                    for at, (x, y, failed) in enumerate(batches):
+                        record = self._train_step(x, y, epoch, agg_gen)
+                        # the global batch's images over the step and its wait for them
+                        speed = len(data.batches[at]) / (time.perf_counter() - tic)
+                        record = {"epoch": epoch, "step": self.step, **record, "images_per_s": speed}
+                        self.failed.update(failed.tolist())
+                        if at == len(data) - 1:
+                            record.update(self._unreadable())
+                        log.write(json.dumps(record) + "\n")
+                        if board is not None:
+                            for name, value in record.items():
+                                if name not in ("epoch", "step"):
+                                    board.add_scalar(name, value, self.step)
+                        main_loss = record[f"loss/{self.tasks[0].width:g}"]
+                        bar.update(job, advance=1, status=f"loss {main_loss:.3f}  {speed:.0f} img/s")
+                        tic = time.perf_counter()
                 log.flush()
-                val = self.validate(self.net) if self.validate and main else None
-                if val is not None:
+                # every rank validates (each extracts its shard of the images; the gather is a
+                # collective all must join), rank 0 logs and saves the result
+                val = self.validate(self.net) if self.validate else None
+                if val is not None and main:
                     log.write(json.dumps({"epoch": epoch, "step": self.step, "val": val}) + "\n")
                     log.flush()
                     if board is not None:
@@ -427,5 +481,6 @@ class Trainer:
                 self._save(epoch, val)
         if board is not None:
             board.close()
+        set_sync_bn(self.net, False)
         self.net.eval()
         return self.run_dir / CHECKPOINT

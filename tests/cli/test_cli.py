@@ -247,6 +247,42 @@ def test_export_extract_verify(trained_checkpoint, tmp_path, capsys):
     assert code == 0 and "float16" in out, err
 
 
+def test_verify_on_a_gallery_folder_from_top_k_lists(trained_checkpoint, tmp_path, capsys):
+    """--ranking topk and the search options (shared with `search`) reach verify; the report says
+    which ranking and which index its figures come from."""
+    import importlib.util
+
+    ck, exp = trained_checkpoint, tmp_path / "exp"
+    code, _, err = run(
+        capsys, "export", "--checkpoint", str(ck), "--width", "0.5", "--parity-images", "8", "--out", str(exp)
+    )
+    assert code == 0, err
+    artifact = exp / json.loads((exp / "manifest.json").read_text())["artifacts"][0]["file"]
+    folder = tmp_path / "gallery"
+    code, out, err = run(
+        capsys, "extract", "--checkpoint", str(ck), "--shard-size", "7", "--out", str(folder)
+    )
+    assert code == 0 and "shards" in out, err
+    args = ["verify", "--model", str(artifact), "--gallery", str(folder), "--checkpoint", str(ck)]
+    report = tmp_path / "report.json"
+    topk = ["--ranking", "topk", "--k", "10", "--gallery-block", "5", "--query-block", "16"]
+    code, out, err = run(capsys, *args, *topk, "--out", str(report))
+    assert code == 0 and "verify: PASS" in out and "ranking: top-k (k=10)" in out, out + err
+    saved = json.loads(report.read_text())
+    assert saved["ranking"] == "top-k (k=10)" and saved["search"]["method"] == "exact"
+    assert saved["artifact_metrics"]["ranking"] == "top-k (k=10)"
+    code, out, err = run(capsys, *args)  # a small gallery: the full ranking by default
+    assert code == 0 and "ranking: full" in out, out + err
+    code, _, err = run(capsys, *args, "--ranking", "full", "--index", "ivf")
+    assert code == 2 and "--ranking full" in err
+    if importlib.util.find_spec("faiss") is not None:
+        flat = ["--index", "flat", "--k", "10", "--out", str(report), "--force"]
+        code, out, err = run(capsys, *args, *flat)
+        assert code == 0 and "faiss-flat recall@10" in out, out + err
+        saved = json.loads(report.read_text())
+        assert saved["search"]["recall"] == 1.0 and saved["ranking"] == "top-k (k=10)"
+
+
 def test_export_tiers_file(ck, tmp_path, capsys):
     tiers = tmp_path / "tiers.toml"
     tiers.write_text(

@@ -53,3 +53,14 @@ def test_same_generator_same_output_and_erasing_changes_pixels():
 def test_resize_to_size():
     assert resize(images(), (8, 4)).shape == (6, 3, 8, 4)
     assert resize(images(), (8, 4)).dtype == torch.uint8
+
+
+def test_one_generator_per_image_makes_each_image_independent_of_the_others():
+    x = images()
+    t = TrainTransform(MEAN, STD, flip=0.5, pad=2, erasing=0.5)
+    gens = lambda: [torch.Generator().manual_seed(10 + i) for i in range(6)]  # noqa: E731
+    batch = t(x, gens())
+    alone = torch.cat([t(x[i : i + 1], [g]) for i, g in enumerate(gens())])
+    assert torch.equal(batch, alone)
+    assert torch.equal(t(x[2:4], gens()[2:4]), batch[2:4])  # any subset: the same rows
+    assert not torch.equal(batch, t(x, torch.Generator().manual_seed(10)))

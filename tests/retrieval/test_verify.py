@@ -1,3 +1,5 @@
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -11,11 +13,17 @@ from sfsc_deploy.evaluation.metrics import evaluate
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.retrieval.extractors import TorchExtractor, open_extractor
 from sfsc_deploy.retrieval.gallery import Gallery
-from sfsc_deploy.retrieval.verify import verify
+from sfsc_deploy.retrieval.search import SearchSettings
+from sfsc_deploy.retrieval.shards import ShardedGallery, extract_shards, open_gallery
+from sfsc_deploy.retrieval.verify import VerifySettings, verify
 from tests.conftest import INPUT, tiny
 
 # int8 may cost at most this many mAP points of M(φ_q, φ_g) against the same width in fp32
 INT8_MAP_TOLERANCE = 2.0
+needs_faiss = pytest.mark.skipif(
+    importlib.util.find_spec("faiss") is None,
+    reason='faiss is not installed (pip install "sfsc-deploy[faiss]")',
+)
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +268,140 @@ def test_too_few_queries_give_no_verdict_not_a_pass(setup):
     assert report.verdict == "no verdict" and not report.passed
     assert all(c.passed for c in report.checks)  # nothing failed: the data cannot tell
     assert "too few queries" in report.summary()
+
+
+# ---------------------------------------------------------------- any gallery size: top-k lists
+def _assert_same_figures(got, want):
+    assert got.num_queries == want.num_queries
+    assert got.mAP == pytest.approx(want.mAP, abs=1e-6)
+    assert got.cmc == pytest.approx(want.cmc, abs=1e-6)
+    assert got.mINP == pytest.approx(want.mINP, abs=1e-6)
+
+
+class _NoDense(ShardedGallery):
+    """A gallery folder that refuses to be read whole: only ``blocks`` may read its features."""
+
+    @property
+    def features(self):
+        raise AssertionError("verify read the whole gallery (Gallery.features)")
+
+
+def test_settings_pick_the_ranking_and_refuse_impossible_ones():
+    small, large = VerifySettings(), VerifySettings(full_ranking_max_bytes=10**6)
+    assert small.resolve(3368, 19732, 2048) == "full"  # Market-1501: the benchmark protocol, as before
+    assert large.resolve(1000, 10**6, 512) == "topk"
+    assert VerifySettings(search=SearchSettings(index="ivf")).resolve(10, 10, 4) == "topk"
+    assert VerifySettings(ranking="topk").resolve(10, 10, 4) == "topk"
+    with pytest.raises(SfscError, match="--ranking"):
+        VerifySettings(ranking="partial").check()
+    with pytest.raises(SfscError, match="--ranking full"):
+        VerifySettings(ranking="full", search=SearchSettings(index="flat")).check()
+
+
+def test_topk_covering_the_gallery_gives_the_full_rankings_verdict_and_figures(setup):
+    files, gallery, queries, ck = setup
+    artifact = open_extractor(files["mobile"])
+    reference = TorchExtractor.from_checkpoint(ck, 0.5)
+    auto = verify(artifact, gallery, queries, reference)  # a small gallery: the full ranking
+    every = SearchSettings(k=len(gallery), query_block=7, gallery_block=13)
+    topk = verify(
+        artifact, gallery, queries, reference, settings=VerifySettings(ranking="topk", search=every)
+    )
+    assert auto.ranking == "full" and auto.artifact_metrics.ranking == "full"
+    assert topk.ranking == f"top-k (k={len(gallery)})" == topk.artifact_metrics.ranking
+    assert "ranking: full" in auto.summary() and f"ranking: top-k (k={len(gallery)})" in topk.summary()
+    assert topk.to_dict()["ranking"] == topk.ranking and auto.to_dict()["ranking"] == "full"
+    assert topk.verdict == auto.verdict == "pass"
+    _assert_same_figures(topk.artifact_metrics, auto.artifact_metrics)
+    _assert_same_figures(topk.reference_metrics, auto.reference_metrics)
+    assert topk.top1_agreement == auto.top1_agreement
+    assert [(c.name, c.passed) for c in topk.checks] == [(c.name, c.passed) for c in auto.checks]
+    for a, b in zip(topk.paired, auto.paired, strict=True):
+        assert a.verdict == b.verdict and a.queries == b.queries
+        assert (a.drop, a.low, a.high) == pytest.approx((b.drop, b.low, b.high), abs=1e-9)
+    # the same top-k path with a broken artifact fails as the full ranking does
+    scrambled = _Misfed(artifact, lambda images: images.flip(1))
+    bad_full = verify(scrambled, gallery, queries, reference, settings=VerifySettings(ranking="full"))
+    bad_topk = verify(
+        scrambled, gallery, queries, reference, settings=VerifySettings(ranking="topk", search=every)
+    )
+    assert bad_full.verdict == bad_topk.verdict == "fail"
+    _assert_same_figures(bad_topk.artifact_metrics, bad_full.artifact_metrics)
+    assert {c.name for c in bad_topk.checks if not c.passed} == {
+        c.name for c in bad_full.checks if not c.passed
+    }
+
+
+@pytest.fixture(scope="module")
+def sharded(setup, tmp_path_factory, synthetic_small):
+    """The setup's gallery as a folder of 7-row shards, opened so that reading it whole fails."""
+    *_, ck = setup
+    folder = tmp_path_factory.mktemp("sharded") / "gallery"
+    extractor = TorchExtractor.from_checkpoint(ck, 1.0)
+    written = extract_shards(extractor, synthetic_small, "gallery", folder, shard_size=7, batch_size=7)
+    assert written.shards > 2
+    gallery = open_gallery(folder)
+    whole = Gallery(gallery.features, gallery.pids, gallery.camids, gallery.paths, dict(gallery.meta))
+    gallery.__class__ = _NoDense
+    with pytest.raises(AssertionError, match="whole gallery"):
+        gallery.features  # noqa: B018
+    return gallery, whole
+
+
+def test_topk_on_a_sharded_gallery_never_reads_it_whole(setup, sharded):
+    files, _, queries, ck = setup
+    gallery, whole = sharded
+    artifact = open_extractor(files["mobile"])
+    reference = TorchExtractor.from_checkpoint(ck, 0.5)
+    small_k = VerifySettings(ranking="topk", search=SearchSettings(k=10, gallery_block=5, query_block=16))
+    report = verify(artifact, gallery, queries, reference, settings=small_k)
+    assert report.ranking == "top-k (k=10)" and report.artifact_metrics.ranking == "top-k (k=10)"
+    assert "ranking: top-k (k=10)" in report.summary()
+    assert report.search["method"] == "exact" and report.search["recall"] is None
+    assert report.passed, report.checks  # the fp32 artifact keeps the reference's lists
+    # AP@10 bounds the full ranking's from below (the full ranking read from the in-memory copy)
+    full = verify(artifact, whole, queries, reference, settings=VerifySettings(ranking="full"))
+    assert report.artifact_metrics.mAP <= full.artifact_metrics.mAP + 1e-6
+    assert report.artifact_metrics.rank1 == pytest.approx(
+        full.artifact_metrics.rank1
+    )  # rank 1 is in any list
+    assert report.top1_agreement == full.top1_agreement == 1.0
+    # auto picks top-k when the full ranking would not fit, and says so
+    tight = VerifySettings(full_ranking_max_bytes=0, search=SearchSettings(k=10))
+    assert verify(artifact, gallery, queries, reference, settings=tight).ranking == "top-k (k=10)"
+
+
+def test_without_reference_the_neighbour_check_reads_blocks(setup, sharded):
+    files, _, queries, _ = setup
+    gallery, whole = sharded
+    artifact = open_extractor(files["mobile"])
+    blocked = SearchSettings(gallery_block=5, query_block=16)
+    report = verify(artifact, gallery, queries, settings=VerifySettings(ranking="topk", search=blocked))
+    neighbours = next(c for c in report.checks if c.name == "query→gallery neighbours above chance")
+    assert neighbours.passed and float(neighbours.value) > 0.8, report.checks
+    # the same figure as a dense gallery gives (exact search: block sizes change nothing)
+    dense = verify(artifact, whole, queries, settings=VerifySettings(ranking="full"))
+    assert neighbours.value == next(c for c in dense.checks if c.name == neighbours.name).value
+
+
+@needs_faiss
+@pytest.mark.parametrize("index", ["flat", "ivf"])
+def test_an_approximate_index_reports_its_recall_every_time(setup, sharded, index):
+    files, _, queries, ck = setup
+    gallery, _ = sharded
+    artifact = open_extractor(files["mobile"])
+    reference = TorchExtractor.from_checkpoint(ck, 0.5)
+    # IVF visiting every cell finds what exact search finds: recall 1 here too
+    search = SearchSettings(index=index, k=10, nlist=4, nprobe=4, gallery_block=5)
+    report = verify(artifact, gallery, queries, reference, settings=VerifySettings(search=search))
+    assert report.ranking == "top-k (k=10)"  # auto: an index means top-k lists
+    row = next(c for c in report.checks if c.name == f"faiss-{index} recall@10 vs exact search")
+    assert report.search["method"] == f"faiss-{index}" and report.search["recall"] == 1.0
+    assert row.passed and row.value.startswith("1.0000") and row.limit == "≥ 0.95"
+    assert f"faiss-{index} index, recall@10 1.0000" in report.summary()
+    assert report.passed, report.checks
+    # the floor is a check: an impossible one fails the verdict
+    strict = verify(
+        artifact, gallery, queries, reference, settings=VerifySettings(search=search, min_recall=1.0)
+    )
+    assert next(c for c in strict.checks if "recall@" in c.name).passed  # 1.0 ≥ 1.0

@@ -21,7 +21,10 @@ def test_training_beats_an_untrained_model_widely(tmp_path):
     untrained_net = build("resnet18", [], 64, data.num_classes, **vars(TINY_OPTIONS))
     checkpoint.save(untrained_net, tmp_path / "untrained.safetensors")
     untrained = evaluate_run(tmp_path / "untrained.safetensors", data, progress=False).value(1.0, 1.0)
-    assert trained > 3 * untrained and trained - untrained > 15, (trained, untrained)
+    # the trained mAP varies with the augmentation's random stream (same distribution, other draws):
+    # seeds 0, 1, 2 gave 26.8, 28.1, 28.0 with one generator per epoch and 24.2, 32.5, 28.8 with
+    # today's per-image generators (data.loader), against ~8.9 untrained; 3× sat inside that spread
+    assert trained > 2.5 * untrained and trained - untrained > 15, (trained, untrained)
 
 
 def test_the_offset_moves_the_uncertainty_off_half_where_it_stayed_pinned(tmp_path):
