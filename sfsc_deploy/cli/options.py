@@ -113,7 +113,8 @@ def default_of(cls: type, name: str) -> Any:
 
 
 def with_default(text: str, cls: type, name: str) -> str:
-    return f"{text} [default: {default_of(cls, name)}]"
+    """Help text ending in the library's default; the bracket escaped, or rich's help reads it as markup."""
+    return f"{text} \\[default: {default_of(cls, name)}]"
 
 
 def given(**options: Any) -> dict[str, Any]:

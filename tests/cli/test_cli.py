@@ -539,3 +539,17 @@ def test_impossible_option_values_are_refused_up_front(ck, tmp_path, capsys, arg
     code, _, err = run(capsys, *argv, *extra)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "default"),
+    [("train", "--epochs", "12"), ("search", "--k", "100"), ("extract", "--shard-size", "50000")],
+)
+def test_help_shows_the_librarys_defaults(capsys, monkeypatch, command, option, default):
+    """Defaults live in the library's dataclasses; --help must still show them (rich reads an
+    unescaped "[default: N]" as markup and drops it)."""
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    line = next(line for line in out.splitlines() if f" {option} " in line)
+    assert f"[default: {default}]" in line
