@@ -19,9 +19,13 @@ module's own writers, and are opened by ``open_gallery(verify=False)`` exactly a
 
 **Isolation.** Every (N, D, method) runs in a fresh subprocess (``--measure``), so its peak memory is
 its own; torch runs on 1 thread there (the benchmark convention: exact search and the L2
-normalisation are torch), faiss on its default OpenMP thread count (the machine's cores; recorded,
-never changed). Before each run the parent reads the gallery's shard files once, so every method
-starts with the gallery in the page cache and the timings compare search, not disk reads.
+normalisation are torch), faiss on its default OpenMP thread count (the machine's cores; recorded).
+faiss is imported before torch is set to 1 thread, because a faiss imported after
+``torch.set_num_threads(1)`` starts on 1 thread too; were its count changed anyway, it is set back to
+that default (the only ``omp_set_num_threads`` call, in the subprocess). On a machine with other
+work, faiss's OpenMP threads contend for the cores and its times scatter widely: time it alone.
+Before each run the parent reads the gallery's shard files once, so every method starts with the
+gallery in the page cache and the timings compare search, not disk reads.
 
 **Memory, two numbers** (``/proc/self/status`` of the subprocess):
 
@@ -233,18 +237,17 @@ def measure(spec: dict) -> dict:
     go to ``spec["indices"]``."""
     import resource
 
-    import torch
-
-    torch.set_num_threads(1)
     from sfsc_deploy.retrieval.search import ArrayGallery, SearchSettings, exact_topk, faiss_topk
     from sfsc_deploy.retrieval.shards import open_gallery
 
     method = spec["method"]
-    faiss_threads = None
+    faiss, faiss_threads = None, None
     first_search: list[float] = []
     if method != "exact":
         from sfsc_deploy.retrieval.search import import_faiss
 
+        # imported (and its default OpenMP thread count read) before torch is set to 1 thread: a
+        # faiss imported after torch.set_num_threads(1) starts with 1 thread as well
         faiss = import_faiss()
         faiss_threads = faiss.omp_get_max_threads()
         # build (train + add) and search apart: the clock at faiss_topk's first index.search call
@@ -257,6 +260,11 @@ def measure(spec: dict) -> dict:
                 return _original(self, *a, **kw)
 
             cls.search = timed
+    import torch
+
+    torch.set_num_threads(1)
+    if faiss is not None and faiss.omp_get_max_threads() != faiss_threads:
+        faiss.omp_set_num_threads(faiss_threads)  # keep faiss at its default
     query_features = np.load(spec["queries"])
     baseline = proc_status()
     sampler = AnonSampler()
@@ -294,7 +302,7 @@ def measure(spec: dict) -> dict:
         "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "memory_samples": sampler.samples,
         "torch_threads": torch.get_num_threads(),
-        "faiss_threads": faiss_threads,
+        "faiss_threads": None if faiss is None else faiss.omp_get_max_threads(),
     }
 
 
@@ -492,10 +500,11 @@ def main() -> None:
         faiss_version = faiss.__version__
     except ImportError:
         faiss_version = None
+    faiss_threads = sorted({r["faiss_threads"] for r in rows if r["faiss_threads"]})
     record = {
-        "provenance": provenance(),
+        "provenance": {**provenance(), "faiss_threads": faiss_threads},
         "faiss": faiss_version,
-        "threads": {"torch": 1, "faiss": sorted({r["faiss_threads"] for r in rows if r["faiss_threads"]})},
+        "threads": {"torch": 1, "faiss": faiss_threads},
         "machine_memory_gib": machine_memory / (1 << 30),
         "load_average_1min_at_start": load,
         "data": {**recipe(args.seed), "dtype": "float32", "normalised": True},

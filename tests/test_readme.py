@@ -45,6 +45,7 @@ def test_every_readme_command_runs(readme_run):
         "export",
         "extract",
         "verify",
+        "search",
         "bench",
         "profile",
         "plan",

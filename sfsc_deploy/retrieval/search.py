@@ -353,7 +353,7 @@ def import_faiss():
     return faiss
 
 
-def _rows(source: FeatureBlocks, rows: np.ndarray, block: int) -> np.ndarray:
+def read_rows(source: FeatureBlocks, rows: np.ndarray, block: int) -> np.ndarray:
     """float32 [len(rows), D]: the given (sorted) rows of a source, read block by block."""
     out = np.empty((len(rows), source.dim), np.float32)
     at = 0
@@ -430,7 +430,7 @@ def faiss_topk(
             )
             index.pq.cp.seed = settings.seed
         index.cp.seed = settings.seed
-        sample = _rows(gallery, _sample(n, params["train_size"], settings.seed), settings.gallery_block)
+        sample = read_rows(gallery, _sample(n, params["train_size"], settings.seed), settings.gallery_block)
         index.train(normalise(sample, "gallery features").numpy())
         index.nprobe = params["nprobe"]
     qb, gb = settings.query_block, settings.gallery_block
@@ -472,7 +472,7 @@ def search(queries, gallery, settings: SearchSettings | None = None, *, progress
         return exact_topk(queries, gallery, settings.k, settings, progress=progress)
     found = faiss_topk(queries, gallery, settings.k, settings, progress=progress)
     rows = _sample(len(queries), settings.recall_queries, settings.seed)
-    sample = ArrayGallery(_rows(queries, rows, settings.query_block))
+    sample = ArrayGallery(read_rows(queries, rows, settings.query_block))
     truth = exact_topk(sample, gallery, settings.k, settings, progress=progress)
     picked = TopK(found.scores[rows], found.indices[rows], found.method)
     found.recall, found.recall_queries = recall_at_k(picked, truth), len(rows)

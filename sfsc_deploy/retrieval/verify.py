@@ -51,6 +51,7 @@ from sfsc_deploy.retrieval.search import (
     as_blocks,
     exact_topk,
     import_faiss,
+    read_rows,
 )
 from sfsc_deploy.retrieval.search import search as run_search
 
@@ -196,19 +197,6 @@ def nearest_cosine(a, b, skip: np.ndarray | None = None, settings: SearchSetting
     return float(_nearest(found, None if skip is None else np.asarray(skip)).mean())
 
 
-def _sample_rows(gallery, rows: np.ndarray, block: int) -> np.ndarray:
-    """float32 [len(rows), D]: the given sorted rows of a block source, read block by block."""
-    out = np.empty((len(rows), gallery.dim), np.float32)
-    at = 0
-    for start, b in gallery.blocks(block):
-        stop = int(np.searchsorted(rows, start + len(b)))
-        out[at:stop] = b[rows[at:stop] - start]
-        at = stop
-        if at == len(rows):
-            break
-    return out
-
-
 def neighbour_check(
     query: np.ndarray, gallery, sample: int = 2000, shuffles: int = 5, settings: SearchSettings | None = None
 ) -> Check:
@@ -228,7 +216,7 @@ def neighbour_check(
     rng = np.random.default_rng(0)
     rows = np.sort(rng.permutation(len(gallery))[:sample])
     shuffled = [query[:, rng.permutation(query.shape[1])] for _ in range(shuffles)]
-    own_rows = _sample_rows(gallery, rows, settings.gallery_block)
+    own_rows = read_rows(gallery, rows, settings.gallery_block)
     every = np.concatenate([query, *shuffled, own_rows]).astype(np.float32, copy=False)
     found = exact_topk(every, gallery, 2, settings)
     q = len(query)
