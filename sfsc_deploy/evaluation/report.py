@@ -33,7 +33,7 @@ def matrix_markdown(matrix: CompatibilityMatrix, *, rules: bool = True, metric: 
     for q, label in zip(matrix.widths, labels, strict=True):
         lines.append(f"| {label} | " + " | ".join(_cell(matrix, q, g) for g in matrix.widths) + " |")
     lines.append("")
-    lines.append("Cells: mAP / rank-1 (%).")
+    lines.append("Cells: mAP / rank-1 (%), from the full ranking of every gallery image (ranking: full).")
     if not rules:
         return "\n".join(lines) + "\n"
     table = matrix.rule_table(metric)

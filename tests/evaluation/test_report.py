@@ -50,4 +50,5 @@ def test_markdown_layout():
     assert "| 40.0 / 60.0 | 38.0 / 58.0 |" in rows[0]  # mAP / R1, one decimal
     assert md.count("✅") == 5 and md.count("❌") == 1
     assert "**5/6 pairs compatible**" in md
+    assert "ranking: full" in md  # the matrix says which ranking its figures come from (not top-k)
     assert "✅" not in matrix_markdown(_matrix(), rules=False)
