@@ -118,11 +118,10 @@ def write_gallery(folder: Path, n: int, dim: int, seed: int = SEED, advance=lamb
     from exporters.files import json_text, write_text
     from sfsc_deploy.retrieval.shards import (
         MANIFEST,
-        _manifest,
-        _write,
+        build_manifest,
         entry_problem,
         read_manifest,
-        shard_names,
+        write_shard,
     )
 
     digest = hashlib.sha256(json.dumps(recipe(seed)).encode()).hexdigest()
@@ -163,21 +162,8 @@ def write_gallery(folder: Path, n: int, dim: int, seed: int = SEED, advance=lamb
             x, labels = gallery_rows(dim, start, stop, seed)
             ids = np.zeros(len(x), dtype=[("pid", "<i8"), ("camid", "<i8"), ("path", "<U1")])
             ids["pid"] = labels
-            fname, iname = shard_names(index)
-            fbytes, fsha = _write(folder, fname, np.ascontiguousarray(x))
-            ibytes, isha = _write(folder, iname, ids)
-            done[index] = {
-                "index": index,
-                "first_image": start,
-                "rows": len(x),
-                "features": fname,
-                "features_bytes": fbytes,
-                "features_sha256": fsha,
-                "ids": iname,
-                "ids_bytes": ibytes,
-                "ids_sha256": isha,
-            }
-            write_text(folder / MANIFEST, json_text(_manifest(identity, done)))
+            done[index] = write_shard(folder, index, start, x, ids)
+            write_text(folder / MANIFEST, json_text(build_manifest(identity, done)))
         advance()
     return folder
 

@@ -175,8 +175,16 @@ QueryBlockOpt = Annotated[int | None, _search_opt("Queries scored at once.", "qu
 GalleryBlockOpt = Annotated[int | None, _search_opt("Gallery rows scored at once.", "gallery_block")]
 
 
-def search_settings(**options: Any):
-    """``SearchSettings`` from the search options a user set (``None``: unset), checked."""
+# the parameter names of the search options above, as every command that searches declares them
+SEARCH_OPTIONS = (
+    "k", "index", "nlist", "nprobe", "pq_m", "pq_bits", "train_size", "recall_queries", "seed",
+    "query_block", "gallery_block",
+)  # fmt: skip
+
+
+def search_settings(arguments: dict[str, Any]):
+    """``SearchSettings`` from a command's arguments (its ``locals()``): the search options a user set
+    (``None``: unset), checked."""
     from sfsc_deploy.retrieval.search import SearchSettings
 
-    return SearchSettings(**given(**options)).check()
+    return SearchSettings(**given(**{name: arguments[name] for name in SEARCH_OPTIONS})).check()

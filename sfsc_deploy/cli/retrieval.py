@@ -227,19 +227,7 @@ def verify(
         "min_top1_agreement": min_top1_agreement,
     }
     tolerance_for("fp32", **tolerance)  # impossible values are refused before anything is read
-    searching = search_settings(
-        k=k,
-        index=index,
-        nlist=nlist,
-        nprobe=nprobe,
-        pq_m=pq_m,
-        pq_bits=pq_bits,
-        train_size=train_size,
-        recall_queries=recall_queries,
-        seed=seed,
-        query_block=query_block,
-        gallery_block=gallery_block,
-    )
+    searching = search_settings(locals())
     settings = VerifySettings(**given(ranking=ranking, min_recall=min_recall), search=searching).check()
     inputs = [model, gallery_path, checkpoint_path, data]
     if out_path is not None:
@@ -311,19 +299,7 @@ def search(
     )
     from sfsc_deploy.retrieval.search import search as run_search
 
-    settings = search_settings(
-        k=k,
-        index=index,
-        nlist=nlist,
-        nprobe=nprobe,
-        pq_m=pq_m,
-        pq_bits=pq_bits,
-        train_size=train_size,
-        recall_queries=recall_queries,
-        seed=seed,
-        query_block=query_block,
-        gallery_block=gallery_block,
-    )
+    settings = search_settings(locals())
     suffix = out_path.suffix.lower()
     if suffix not in (".json", ".csv"):
         raise SfscError(f"--out {out_path} must end in .json or .csv")

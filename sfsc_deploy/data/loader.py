@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence, Set
 from typing import Protocol
 
@@ -32,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from sfsc_deploy.data.transforms import TrainTransform
 
 PREFETCH = 2  # batches each worker prepares ahead
+WORKER_START = "forkserver"  # how worker processes start (see epoch_loader)
 MAX_AUTO_WORKERS = 8
 
 
@@ -121,7 +124,11 @@ def epoch_loader(
         pin_memory=pin_memory,
         prefetch_factor=PREFETCH if workers > 0 else None,
         worker_init_fn=_one_thread if workers > 0 else None,
+        # workers start from a clean server process, not a fork of this one: a fork copies whatever
+        # threads' locks this process holds (OpenMP pools of torch or faiss, OpenVINO's TBB, gloo)
+        multiprocessing_context=WORKER_START if workers > 0 else None,
     )
+    sigchld = _sigchld_handler()
     iterator = iter(loader)
     try:
         yield iterator
@@ -129,3 +136,25 @@ def epoch_loader(
         shutdown = getattr(iterator, "_shutdown_workers", None)  # torch's own clean-up of its pool
         if shutdown is not None:
             shutdown()
+        _restore_sigchld(sigchld)
+
+
+def _sigchld_handler() -> object:
+    """This process's SIGCHLD handler (None off the main thread, where none can be set)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
+        return None
+    return signal.getsignal(signal.SIGCHLD)
+
+
+def _restore_sigchld(previous: object) -> None:
+    """Put back the SIGCHLD handler a worker pool installed (torch sets a process-wide one that
+    checks its workers on every child's exit, and leaves it): the handler outlived the loader and,
+    with OpenVINO's threads in the process, crashed it when any later child process died (measured:
+    SIGSEGV in the test suite). A later pool installs it again."""
+    if previous is None or signal.getsignal(signal.SIGCHLD) is previous:
+        return
+    signal.signal(signal.SIGCHLD, previous)  # type: ignore[arg-type]
+    from torch.utils.data._utils import signal_handling
+
+    if hasattr(signal_handling, "_SIGCHLD_handler_set"):
+        signal_handling._SIGCHLD_handler_set = False

@@ -444,7 +444,7 @@ def _prepare(folder: Path, identity: dict[str, Any], force: bool, inputs: Sequen
     return done
 
 
-def _manifest(identity: dict[str, Any], done: dict[int, dict]) -> dict[str, Any]:
+def build_manifest(identity: dict[str, Any], done: dict[int, dict]) -> dict[str, Any]:
     shards = [done[i] for i in sorted(done)]
     return {
         **GALLERY_SHARDS.header(),
@@ -531,7 +531,7 @@ def extract_shards(
             try:
                 stack.enter_context(output_lock(folder))
                 done = _prepare(folder, identity, force, inputs)
-                write_text(folder / MANIFEST, json_text(_manifest(identity, done)))
+                write_text(folder / MANIFEST, json_text(build_manifest(identity, done)))
             except SfscError as exc:
                 error = str(exc)
         if world.many:  # every rank learns the plan, or the one error, from rank 0
@@ -560,9 +560,9 @@ def extract_shards(
                     if e is not None:
                         done[e["index"]] = e
                 if world.main:
-                    write_text(folder / MANIFEST, json_text(_manifest(identity, done)))
+                    write_text(folder / MANIFEST, json_text(build_manifest(identity, done)))
         distributed.barrier()
-    manifest = _manifest(identity, done)
+    manifest = build_manifest(identity, done)
     if manifest["count"] == 0:
         raise SfscError(f"split {split!r} has no readable images; check the path and --format")
     return ShardsWritten(folder, manifest["count"], manifest["dim"], dtype, len(done), kept)
@@ -621,13 +621,19 @@ def _extract_shard(extractor, records, index, size, folder, meta, batch_size, ad
     ids = np.zeros(len(paths), dtype=[("pid", "<i8"), ("camid", "<i8"), ("path", f"<U{width}")])
     if paths:
         ids["pid"], ids["camid"], ids["path"] = np.concatenate(pids), np.concatenate(camids), paths
+    return write_shard(folder, index, index * size, features.astype(meta["dtype"]), ids)
+
+
+def write_shard(folder: Path, index: int, first_image: int, features: np.ndarray, ids: np.ndarray) -> dict:
+    """Shard ``index``'s two files (features [rows, D]; ids: pid, camid, path per row), each written
+    atomically; returns its manifest entry (rows, names, sizes, sha256)."""
     fname, iname = shard_names(index)
-    fbytes, fsha = _write(folder, fname, np.ascontiguousarray(features.astype(meta["dtype"])))
+    fbytes, fsha = _write(folder, fname, np.ascontiguousarray(features))
     ibytes, isha = _write(folder, iname, ids)
     return {
         "index": index,
-        "first_image": index * size,
-        "rows": len(paths),
+        "first_image": first_image,
+        "rows": len(features),
         "features": fname,
         "features_bytes": fbytes,
         "features_sha256": fsha,

@@ -11,6 +11,7 @@ from exporters.files import OWNED
 from sfsc_deploy.cli import main
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.slicing import load_sliced
+from tests.cli import run
 
 TINY = [
     "--arch",
@@ -26,16 +27,6 @@ TINY = [
     "--num-classes",
     "10",
 ]
-
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

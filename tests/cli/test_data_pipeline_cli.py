@@ -3,18 +3,8 @@
 import pytest
 
 import sfsc_deploy.train
-from sfsc_deploy.cli import main
 from sfsc_deploy.train import TrainConfig, TrainResult
-
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.cli import run
 
 
 @pytest.fixture

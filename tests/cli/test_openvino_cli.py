@@ -8,23 +8,13 @@ import pytest
 
 from exporters.files import OWNED
 from exporters.openvino_runtime import openvino_unavailable
-from sfsc_deploy.cli import main
+from tests.cli import run
 from tests.cli.test_cli import TINY
 
 REASON = openvino_unavailable()
 needs_openvino = pytest.mark.skipif(REASON is not None, reason=f"{REASON}")
 INSTALL = 'pip install "sfsc-deploy[openvino]"'
 SMALL = ["--parity-images", "8", "--calibration-images", "32"]
-
-
-def run(capsys, *argv):
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -7,21 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from sfsc_deploy.cli import main
 from sfsc_deploy.retrieval.gallery import Gallery, save_gallery
 from sfsc_deploy.retrieval.search import exact_topk
+from tests.cli import run
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
-
-
-def run(capsys, *argv):
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def write(path, features, pids, camids, family="fam0001", split="gallery"):

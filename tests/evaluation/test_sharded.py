@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +20,15 @@ from sfsc_deploy.retrieval.extractors import TorchExtractor
 from sfsc_deploy.train import distributed
 from sfsc_deploy.train.distributed import World, shard_range
 from tests.conftest import INPUT, tiny
+from tests.train import as_rank, free_port
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 WIDTHS = [0.25, 0.5, 1.0]
 N = 7  # not divisible by 2 ranks: shards of 4 and 3 images
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _join(rank: int, world: int, port: int) -> None:
-    torch.set_num_threads(1)
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    as_rank(rank, world, port)
     distributed.setup("cpu")
 
 
@@ -94,7 +81,7 @@ def test_without_nproc_drops_only_nproc():
 
 @pytest.mark.slow  # two processes (a few seconds each on 2 busy cores)
 def test_two_ranks_extract_what_one_process_does(tmp_path):
-    mp.spawn(_extract_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_extract_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     reference = _features()
     assert set(ranks[0]) == set(reference)
@@ -185,14 +172,7 @@ def _train_worker(rank: int, world: int, port: int, out: str) -> None:
     from tests.train.conftest import TINY_OPTIONS
     from tests.train.test_distributed import CFG, _data
 
-    torch.set_num_threads(1)
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    as_rank(rank, world, port)
     cfg = distributed_cfg(CFG)
     train(
         _data(),
@@ -222,7 +202,7 @@ def test_validation_runs_on_every_rank_and_rank0_logs_it_once_per_epoch(tmp_path
     from tests.train.conftest import TINY_OPTIONS
     from tests.train.test_distributed import CFG, _data
 
-    mp.spawn(_train_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_train_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     lines = [json.loads(line) for line in (tmp_path / "run" / LOG).read_text().splitlines()]
     vals = [line for line in lines if "val" in line]
     assert [line["epoch"] for line in vals] == [0, 1]  # rank 0 logged it, once per epoch

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import socket
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from sfsc_deploy.train import TrainConfig, distributed, train
 from sfsc_deploy.train.distributed import World, shard
 from sfsc_deploy.train.tasks import switchable_tasks
 from sfsc_deploy.train.trainer import LOG, Trainer
+from tests.train import as_rank, free_port
 from tests.train.conftest import TINY_OPTIONS
 
 WIDTHS = [0.25, 0.5, 1.0]
@@ -55,14 +55,7 @@ class StopAfterFirstEpoch(Trainer):
 
 
 def _worker(rank: int, world: int, port: int, out: str, overrides: dict, mode: str = "fit") -> None:
-    torch.set_num_threads(1)
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    as_rank(rank, world, port)
     distributed.setup("cpu")
     try:
         cls = StopAfterFirstEpoch if mode == "stop" else Trainer
@@ -78,12 +71,6 @@ def _worker(rank: int, world: int, port: int, out: str, overrides: dict, mode: s
         )
     finally:
         distributed.teardown()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ShardedReference(Trainer):
@@ -105,7 +92,7 @@ class ShardedReference(Trainer):
 @pytest.mark.slow  # two processes train an epoch (~15 s each on 2 busy cores)
 @pytest.mark.parametrize("overrides", [{}, {"sampler": "random", "method": "bct-s", "aggregation": "sum"}])
 def test_two_ranks_match_one_process_and_each_other(tmp_path, overrides):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), overrides), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path), overrides), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt")
     rank1 = torch.load(tmp_path / "rank1.pt")
     torch.set_num_threads(1)
@@ -131,7 +118,7 @@ def test_two_ranks_stopped_after_an_epoch_resume_to_the_same_weights(tmp_path):
     two = dict(epochs=2, warmup_epochs=0.5)
     for folder, mode in [("whole", "fit"), ("stopped", "stop"), ("stopped", "resume")]:
         out = str(tmp_path / folder)
-        mp.spawn(_worker, args=(2, _free_port(), out, two, mode), nprocs=2, join=True)
+        mp.spawn(_worker, args=(2, free_port(), out, two, mode), nprocs=2, join=True)
         if mode == "stop":  # both ranks stopped after writing epoch 1's files
             assert not (tmp_path / folder / "rank0.pt").exists()
             assert (

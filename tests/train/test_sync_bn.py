@@ -10,7 +10,8 @@ import torch.multiprocessing as mp
 from sfsc_deploy.cli import main
 from sfsc_deploy.train import TrainConfig, distributed
 from sfsc_deploy.train.trainer import Trainer
-from tests.train.test_distributed import _data, _free_port, _trainer
+from tests.train import as_rank, free_port
+from tests.train.test_distributed import _data, _trainer
 
 # per-sample mean losses (sfsc: softmax for the full model, the evidential loss for the others), P×K
 OVERRIDES = dict(sampler="pk", loss="softmax")
@@ -41,14 +42,7 @@ class FewSteps(Trainer):
 
 
 def _worker(rank: int, world: int, port: int, out: str, overrides: dict) -> None:
-    torch.set_num_threads(1)
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    as_rank(rank, world, port)
     distributed.setup("cpu")
     try:
         trainer = _trainer(_data(), os.path.join(out, "run"), FewSteps, **overrides)
@@ -73,7 +67,7 @@ def whole_batch(tmp_path_factory):
 
 def _two_ranks(tmp_path, sync: bool) -> tuple[dict, dict]:
     mp.spawn(
-        _worker, args=(2, _free_port(), str(tmp_path), {**OVERRIDES, "sync_bn": sync}), nprocs=2, join=True
+        _worker, args=(2, free_port(), str(tmp_path), {**OVERRIDES, "sync_bn": sync}), nprocs=2, join=True
     )
     return torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
 
