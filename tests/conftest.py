@@ -32,6 +32,29 @@ def tiny(arch: str = "resnet18", widths=WIDTHS, seed: int = 0, **options) -> tor
     return net.eval()
 
 
+def folder_dataset(root: Path, train: tuple[int, int], query: tuple[int, int], gallery_per_id: int) -> Path:
+    """A tiny dataset in the folder layout: ``train`` = (ids, images per id) and ``query`` the same
+    for the held-out ids, whose gallery holds ``gallery_per_id`` images each, on other cameras."""
+    import numpy as np
+    from PIL import Image
+
+    (n_train, per_train), (n_query, per_query) = train, query
+    held_out = range(n_train, n_train + n_query)
+    rng = np.random.default_rng(0)
+    for split, ids, per_id in (
+        ("train", range(n_train), per_train),
+        ("query", held_out, per_query),
+        ("gallery", held_out, gallery_per_id),
+    ):
+        for pid in ids:
+            for k in range(per_id):
+                path = root / split / f"id{pid}" / f"img_c{k % 2 + (split == 'query') + 1}_{k}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pixels = rng.integers(0, 255, (*INPUT, 3), dtype=np.uint8) // 4 + pid * 20
+                Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return root
+
+
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.randn(3, 3, *INPUT, generator=torch.Generator().manual_seed(1))

@@ -12,3 +12,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
         code = exc.code or 0
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+# the tiny ResNet-18 the CLI and multi-process tests build: small enough to train in seconds
+TINY_NET = ["--arch", "resnet18", "--width-mult", "0.25", "--input-size", "64x32", "--divisor", "4"]

@@ -11,22 +11,9 @@ from exporters.files import OWNED
 from sfsc_deploy.cli import main
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.slicing import load_sliced
-from tests.cli import run
+from tests.cli import TINY_NET, run
 
-TINY = [
-    "--arch",
-    "resnet18",
-    "--width-mult",
-    "0.25",
-    "--input-size",
-    "64x32",
-    "--divisor",
-    "4",
-    "--feature-dim",
-    "32",
-    "--num-classes",
-    "10",
-]
+TINY = [*TINY_NET, "--feature-dim", "32", "--num-classes", "10"]
 
 
 @pytest.fixture

@@ -6,31 +6,12 @@ import torch
 from PIL import Image
 
 from sfsc_deploy.models.slicing import load_sliced
-from tests.cli.test_cli import TINY, run
+from tests.cli import TINY_NET, run
+from tests.cli.test_cli import TINY
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without CUDA")
-TRAIN = [
-    "train",
-    "--arch",
-    "resnet18",
-    "--widths",
-    "0.5",
-    "--epochs",
-    "1",
-    "--batch-ids",
-    "8",
-    "--batch-k",
-    "2",
-    "--width-mult",
-    "0.25",
-    "--input-size",
-    "64x32",
-    "--divisor",
-    "4",
-    "--feature-dim",
-    "16",
-    "--no-plots",
-]
+TRAIN = ["train", *TINY_NET, "--widths", "0.5", "--epochs", "1", "--batch-ids", "8", "--batch-k", "2"]
+TRAIN += ["--feature-dim", "16", "--no-plots"]
 
 
 @pytest.fixture

@@ -18,15 +18,17 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sfsc_deploy.models import checkpoint
+from tests.cli import TINY_NET
 from tests.cli.test_cli import TINY
 from tests.cli.test_outputs import snapshot
+from tests.conftest import folder_dataset
 
 pytestmark = pytest.mark.slow  # several hundred command runs
 
 REMOVE = object()
 # a finished one-epoch run of a tiny model: resuming it loads everything and trains nothing
 RUN = [
-    *("--arch", "resnet18", "--width-mult", "0.25", "--input-size", "64x32", "--divisor", "4"),
+    *TINY_NET,
     *("--feature-dim", "16", "--widths", "0.5", "--epochs", "1", "--batch-ids", "2", "--batch-k", "2"),
     "--no-plots",
 ]
@@ -91,31 +93,11 @@ def cli(*argv: str) -> tuple[int, str]:
     return code, buffer.getvalue()
 
 
-def _folder_dataset(root: Path) -> Path:
-    """A tiny dataset in the folder layout, so every command that reads images answers at once."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, ids, per_id in (
-        ("train", range(6), 4),
-        ("query", range(6, 10), 2),
-        ("gallery", range(6, 10), 4),
-    ):
-        for pid in ids:
-            for k in range(per_id):
-                path = root / split / f"id{pid}" / f"img_c{k % 2 + (split == 'query') + 1}_{k}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pixels = rng.integers(0, 255, (64, 32, 3), dtype=np.uint8) // 4 + pid * 20
-                Image.fromarray(pixels.astype(np.uint8)).save(path)
-    return root
-
-
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory) -> dict[str, Path]:
     """A tiny checkpoint, its device table, ONNX export and gallery, a finished run, a tiny dataset."""
     folder = tmp_path_factory.mktemp("valid")
-    data = _folder_dataset(folder / "data")
+    data = folder_dataset(folder / "data", train=(6, 4), query=(4, 2), gallery_per_id=4)
     ck, table = folder / "ck.safetensors", folder / "device.json"
     assert cli("init", *TINY, "--out", str(ck))[0] == 0
     argv = ["--checkpoint", str(ck), "--width", "0.25", "--out", str(folder / "exp"), "--data", str(data)]

@@ -19,7 +19,8 @@ from sfsc_deploy.evaluation import extract_features
 from sfsc_deploy.retrieval.extractors import TorchExtractor
 from sfsc_deploy.train import distributed
 from sfsc_deploy.train.distributed import World, shard_range
-from tests.conftest import INPUT, tiny
+from tests.cli import TINY_NET
+from tests.conftest import INPUT, folder_dataset, tiny
 from tests.train import as_rank, free_port
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -93,26 +94,6 @@ def test_two_ranks_extract_what_one_process_does(tmp_path):
 
 
 # ------------------------------------------------------------------------------ the CLI, --nproc
-TINY = ["--arch", "resnet18", "--width-mult", "0.25", "--input-size", "64x32", "--divisor", "4"]
-
-
-def _dataset(root: Path) -> Path:
-    """A tiny folder dataset with odd query and gallery sizes (uneven shards)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, ids, per_id in (
-        ("train", range(4), 2),
-        ("query", range(4, 9), 1),
-        ("gallery", range(4, 9), 3),
-    ):
-        for pid in ids:
-            for k in range(per_id):
-                path = root / split / f"id{pid}" / f"img_c{k % 2 + (split == 'query') + 1}_{k}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pixels = rng.integers(0, 255, (64, 32, 3), dtype=np.uint8) // 4 + pid * 20
-                Image.fromarray(pixels.astype(np.uint8)).save(path)
-    return root
 
 
 def _cli(*argv: str) -> None:
@@ -124,11 +105,11 @@ def _cli(*argv: str) -> None:
 
 @pytest.mark.slow  # each --nproc 2 command starts two Python processes
 def test_eval_and_extract_with_nproc_equal_one_process(tmp_path, capfd):
-    data = str(_dataset(tmp_path / "data"))
+    data = str(folder_dataset(tmp_path / "data", train=(4, 2), query=(5, 1), gallery_per_id=3))
     ck = tmp_path / "ck.safetensors"
     _cli(
         "init",
-        *TINY,
+        *TINY_NET,
         "--widths",
         "0.25,0.5,1.0",
         "--feature-dim",

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sfsc_deploy.models import checkpoint
+from tests.cli import TINY_NET
 
 pytestmark = pytest.mark.slow  # trains several runs end to end
 
@@ -18,18 +19,11 @@ ARGS = [
     "train",
     "--data",
     "synthetic",
-    "--arch",
-    "resnet18",
+    *TINY_NET,
     "--widths",
     "0.5",
     "--epochs",
     "3",
-    "--width-mult",
-    "0.25",
-    "--input-size",
-    "64x32",
-    "--divisor",
-    "4",
     "--feature-dim",
     "16",
     "--batch-ids",

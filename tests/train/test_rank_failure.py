@@ -16,11 +16,12 @@ import pytest
 from sfsc_deploy.models import checkpoint
 from sfsc_deploy.models.networks import CHECKPOINT
 from sfsc_deploy.train.trainer import LOG
+from tests.cli import TINY_NET
 
 ARGS = [
-    "--data", "synthetic", "--arch", "resnet18", "--widths", "0.5,1", "--feature-dim", "16",
-    "--width-mult", "0.25", "--input-size", "64x32", "--divisor", "4", "--epochs", "4", "--batch-ids", "4",
-    "--batch-k", "2", "--optimizer", "sgd", "--lr", "0.05", "--device", "cpu", "--no-plots", "--nproc", "2",
+    "--data", "synthetic", *TINY_NET, "--widths", "0.5,1", "--feature-dim", "16", "--epochs", "4",
+    "--batch-ids", "4", "--batch-k", "2", "--optimizer", "sgd", "--lr", "0.05", "--device", "cpu",
+    "--no-plots", "--nproc", "2",
 ]  # fmt: skip
 
 
