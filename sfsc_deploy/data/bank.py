@@ -8,9 +8,10 @@ is read from disk by the loader's workers instead (data.stream), in the same ord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from rich.console import Console
@@ -21,6 +22,8 @@ from sfsc_deploy.data.records import Record
 from sfsc_deploy.data.sources import renderer_for
 from sfsc_deploy.data.transforms import resize
 from sfsc_deploy.errors import SfscError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,6 +57,29 @@ def by_source(records: list[Record]) -> tuple[dict[str, list[Record]], list[Reco
     return generated, files
 
 
+def scan(
+    files: list[Record], read: Callable[[str], T | None], *, split: str, label: str, progress: bool
+) -> list[tuple[Record, T]]:
+    """``(record, read(path))`` for every file ``read`` accepts (anything but None or False; on two
+    threads, as decoding releases the GIL), in order; the rest are counted and reported in one line.
+    Nothing readable at all is an error."""
+    kept: list[tuple[Record, T]] = []
+    with Progress(transient=True, disable=not progress) as bar, ThreadPoolExecutor(2) as pool:
+        job = bar.add_task(f"{label} {split}", total=len(files))
+        for record, found in zip(files, pool.map(read, (r.path for r in files)), strict=True):
+            bar.advance(job)
+            if found is not None and found is not False:
+                kept.append((record, found))
+    bad = len(files) - len(kept)
+    if bad:
+        Console(stderr=True).print(f"{split}: skipped {bad} unreadable image(s)", markup=False)
+    if files and not kept:
+        raise SfscError(
+            f"split {split!r} has no readable images ({bad} unreadable); check the path and --format"
+        )
+    return kept
+
+
 def build_bank(
     records: list[Record], size: tuple[int, int], *, split: str = "train", progress: bool = True
 ) -> ImageBank:
@@ -65,23 +91,11 @@ def build_bank(
     for group in generated.values():
         chunks.append(resize(renderer_for(group[0].path)[1](group), size))  # type: ignore[index]
         kept.extend(group)
-    bad = 0
-    if files:
-        with Progress(transient=True, disable=not progress) as bar, ThreadPoolExecutor(2) as pool:
-            job = bar.add_task(f"reading {split}", total=len(files))
-            for record, image in zip(files, pool.map(lambda r: read_image(r.path), files), strict=True):
-                bar.advance(job)
-                if image is None:
-                    bad += 1
-                    continue
-                chunks.append(resize(image.unsqueeze(0), size))
-                kept.append(record)
-    if bad:
-        Console(stderr=True).print(f"{split}: skipped {bad} unreadable image(s)", markup=False)
+    for record, image in scan(files, read_image, split=split, label="reading", progress=progress):
+        chunks.append(resize(image.unsqueeze(0), size))
+        kept.append(record)
     if not kept:
-        raise SfscError(
-            f"split {split!r} has no readable images ({bad} unreadable); check the path and --format"
-        )
+        raise SfscError(f"split {split!r} has no images; check the path and --format")
     return ImageBank(
         images=torch.cat(chunks),
         pids=torch.tensor([r.pid for r in kept], dtype=torch.int64),

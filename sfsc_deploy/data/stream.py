@@ -17,13 +17,10 @@ its index joins :attr:`StreamSource.failed`, which the loader hands back for the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from rich.console import Console
-from rich.progress import Progress
 
-from sfsc_deploy.data.bank import by_source
+from sfsc_deploy.data.bank import by_source, scan
 from sfsc_deploy.data.images import can_open, read_image
 from sfsc_deploy.data.records import Record
 from sfsc_deploy.data.sources import Renderer, renderer_for
@@ -47,23 +44,11 @@ class StreamSource:
         }
         kept = [r for group in generated.values() for r in group]
         schemes: list[str | None] = [scheme for scheme, group in generated.items() for _ in group]
-        bad = 0
-        if files:
-            with Progress(transient=True, disable=not progress) as bar, ThreadPoolExecutor(2) as pool:
-                job = bar.add_task(f"scanning {split}", total=len(files))
-                for record, ok in zip(files, pool.map(lambda r: can_open(r.path), files), strict=True):
-                    bar.advance(job)
-                    if not ok:
-                        bad += 1
-                        continue
-                    kept.append(record)
-                    schemes.append(None)
-        if bad:
-            Console(stderr=True).print(f"{split}: skipped {bad} unreadable image(s)", markup=False)
+        for record, _ in scan(files, can_open, split=split, label="scanning", progress=progress):
+            kept.append(record)
+            schemes.append(None)
         if not kept:
-            raise SfscError(
-                f"split {split!r} has no readable images ({bad} unreadable); check the path and --format"
-            )
+            raise SfscError(f"split {split!r} has no images; check the path and --format")
         self.records, self.schemes = kept, schemes
         self.paths = [r.path for r in kept]
         self.pids = torch.tensor([r.pid for r in kept], dtype=torch.int64)
