@@ -118,6 +118,13 @@ class Parity:
 DEGENERATE_NORM = 1e-6
 
 
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine of each row of ``a`` with the same row of ``b`` (0 where either is all zero)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, precision: str = "fp32") -> Parity:
     tol = tolerance_for(precision)
     ref = np.asarray(reference, dtype=np.float64)
@@ -138,8 +145,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, precision: str = "fp32
         return Parity(precision, len(ref), nan, nan, nan, nan, nan, tol, False, why)
     diff = np.abs(out - ref)
     scale = max(float(np.abs(ref).max()), 1e-12)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    cos = (ref * out).sum(axis=1) / np.maximum(norms, 1e-12)
+    cos = row_cosines(ref, out)
     max_abs_rel = float(diff.max()) / scale
     return Parity(
         precision=precision,

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from exporters.onnx_export import read_metadata, set_metadata
+from exporters.parity import row_cosines
 
 from .errors import UserError
 
@@ -89,12 +90,6 @@ class Int8Result:
     calibration_mean_cosine: float  # int8 vs fp32 features on the calibration images
 
 
-def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(num / np.maximum(den, 1e-12)))
-
-
 def onnx_features(model: onnx.ModelProto, inputs: np.ndarray, batch: int) -> np.ndarray:
     """``model``'s outputs for ``inputs`` on onnxruntime's CPU provider, ``batch`` at a time."""
     import onnxruntime as ort
@@ -159,7 +154,9 @@ def quantize_int8(
                 },
             )
             quantized = onnx.load(str(dst))
-            return quantized, _mean_cosine(reference, onnx_features(quantized, calibration, options.batch))
+            return quantized, float(
+                row_cosines(reference, onnx_features(quantized, calibration, options.batch)).mean()
+            )
 
         extra: list[str] = []
         quantized, fit = attempt(extra)
