@@ -20,6 +20,13 @@ reused only when their saved training config equals the requested one.
 
 Writes ``benchmarks/results/compat_market1501.{json,md,png}`` and the training-log figures
 ``compat_market1501_{grad_norms,uncertainty,conflicts}.png``.
+
+Whether a longer budget helps (the paper trains ~120 epochs): SFSC and BCT-S for 36 epochs with 100
+training ids carved into a validation split, whose matrix is logged after every epoch; the report
+then adds the trend per epoch (``..._val_trend.png``):
+
+    python -m benchmarks.compat_market1501 --methods sfsc,bct-s --seeds 0 --epochs 36 --val-ids 100 \
+        --out benchmarks/results/compat_market1501_e36
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from benchmarks._common import (
     write_results,
 )
 from benchmarks._jobs import EVAL, RunSpec, run_all, saved_training_config
+from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
 from sfsc_deploy.evaluation.seeds import paired_difference, spread
 from sfsc_deploy.io.figures import new_figure, save_png
@@ -81,13 +89,15 @@ def specs_for(args, names: list[str], seeds: list[int]) -> list[tuple[str, int, 
     fmt = None if args.data == "synthetic" else args.format
     size = tuple(int(v) for v in args.input_size.split("x"))
     options = ArchOptions(width_mult=args.width_mult, input_size=size)
-    work = Path(args.work) / f"e{args.epochs}"
+    work = Path(args.work) / (f"e{args.epochs}" + (f"-val{args.val_ids}" if args.val_ids else ""))
     order = [(n, s) for s in seeds for n in names if METHODS[n][2]]  # the seeded core first, seed by seed
     order += [(n, seeds[0]) for n in names if not METHODS[n][2]]
     runs = []
     for name, seed in order:
         overrides = METHODS[name][1]
-        cfg = TrainConfig(**{**RECIPES["random-constant"], **overrides}, epochs=args.epochs, seed=seed)
+        cfg = TrainConfig(
+            **{**RECIPES["random-constant"], **overrides}, epochs=args.epochs, seed=seed, val_ids=args.val_ids
+        )
         runs.append((name, seed, RunSpec.make(work / f"{name}-s{seed}", args.data, fmt, cfg, options)))
     return runs
 
@@ -99,6 +109,12 @@ def main() -> None:
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument(
+        "--val-ids",
+        type=int,
+        default=0,
+        help="carve N training ids into a validation split and log its matrix every epoch (the trend)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")
@@ -128,6 +144,7 @@ def report(args, runs: list[tuple[str, int, RunSpec]]) -> None:
             "width_mult": args.width_mult,
             "input_size": args.input_size,
             "epochs": args.epochs,
+            "val_ids": args.val_ids,
             "recipe": "random-constant (shuffled batches of 64, constant lr) for every method",
             "augmentation": "flip + pad-crop",
         },
@@ -167,7 +184,10 @@ def report(args, runs: list[tuple[str, int, RunSpec]]) -> None:
         }
         for name, log in logs.items()
     }
-    md = markdown(record, summary, matrices)
+    record["validation_trend"] = validation_trend(runs)
+    if record["validation_trend"]:
+        plot_validation_trend(record["validation_trend"], Path(f"{out}_val_trend.png"))
+    md = markdown(record, summary, matrices, out.name)
     write_results(out, record, md)
     plot_summary(summary, out.with_suffix(".png"))
     print("\n".join(md))
@@ -253,7 +273,7 @@ def targets(summary: dict, matrices) -> list[str]:
     return lines
 
 
-def markdown(record: dict, summary: dict, matrices) -> list[str]:
+def markdown(record: dict, summary: dict, matrices, stem: str) -> list[str]:
     label = {name: METHODS[name][0] for name in summary}
     md = [
         f"# Cross-width compatibility on {record['dataset']}, over seeds",
@@ -345,6 +365,7 @@ def markdown(record: dict, summary: dict, matrices) -> list[str]:
                 "|---|" + "---:|" * epochs,
                 *(f"| {w} | " + " | ".join(f"{v:.3f}" for v in us) + " |" for w, us in per_width.items()),
             ]
+    md += _trend_markdown(record, label)
     md += [
         "",
         "## Every run's full matrix (mAP), first seed",
@@ -361,12 +382,84 @@ def markdown(record: dict, summary: dict, matrices) -> list[str]:
             "",
         ]
     md += [
-        "Figures: [summary](compat_market1501.png), gradient norm per task "
-        "([Fig. 5](compat_market1501_grad_norms.png)), uncertainty per width "
-        "([u](compat_market1501_uncertainty.png)), cumulative conflicting pairs "
-        "([Fig. 6](compat_market1501_conflicts.png)), all from the first seed's training logs.",
+        f"Figures: [summary]({stem}.png), gradient norm per task "
+        f"([Fig. 5]({stem}_grad_norms.png)), uncertainty per width "
+        f"([u]({stem}_uncertainty.png)), cumulative conflicting pairs "
+        f"([Fig. 6]({stem}_conflicts.png)), all from the first seed's training logs"
+        + (f"; the validation trend ([trend]({stem}_val_trend.png))." if record["validation_trend"] else "."),
     ]
     return md
+
+
+def _trend_markdown(record: dict, label: dict[str, str]) -> list[str]:
+    md: list[str] = []
+    for name, entries in record["validation_trend"].items():
+        md += [
+            "",
+            f"### Validation trend, {label.get(name, name)} (first seed)",
+            "",
+            f"After each epoch, on the {record['config']['val_ids']} validation identities carved from the "
+            "training ids (never the test ids): M(φ_q, φ_1.0) in mAP and the pairs passing the rule.",
+            "",
+            "| epoch | " + " | ".join(f"M({q:g}, 1)" for q in WIDTHS) + " | rule pairs |",
+            "|---:|" + "---:|" * (len(WIDTHS) + 1),
+        ]
+        for e in entries:
+            cells = " | ".join(
+                "–" if e["M_q_1"][f"{q:g}"] is None else f"{e['M_q_1'][f'{q:g}']:.1f}" for q in WIDTHS
+            )
+            md.append(f"| {e['epoch']} | {cells} | {e['rule_pairs']}/{e['rule_total']} |")
+    if md:
+        md.insert(0, "")
+        md.insert(1, "## Validation matrix per epoch")
+    return md
+
+
+def validation_trend(runs: list[tuple[str, int, RunSpec]]) -> dict[str, list[dict]]:
+    """Per method, its first seed's validation matrix after each epoch (runs trained with --val-ids):
+    M(φ_q, φ_1.0) and how many pairs pass the rule, to show whether a longer budget still helps."""
+    trend: dict[str, list[dict]] = {}
+    for name, _, spec in runs:
+        if name in trend or not (spec.path / "train_log.jsonl").is_file():
+            continue
+        try:
+            log = read_log(spec.path)
+        except SfscError:  # no finished step yet
+            continue
+        entries = []
+        for epoch, val in log.val:
+            cell = {(q, g): val.get(f"mAP/{q:g}->{g:g}") for q in WIDTHS for g in WIDTHS}
+            pairs = [(q, g) for i, q in enumerate(WIDTHS) for g in WIDTHS[i + 1 :]]
+            pairs = [(q, g) for q, g in pairs if cell[q, g] is not None and cell[q, q] is not None]
+            entries.append(
+                {
+                    "epoch": epoch + 1,
+                    "M_q_1": {f"{q:g}": cell[q, 1.0] for q in WIDTHS},
+                    "rule_pairs": sum(cell[q, g] > cell[q, q] for q, g in pairs),
+                    "rule_total": len(pairs),
+                }
+            )
+        if entries:
+            trend[name] = entries
+    return trend
+
+
+def plot_validation_trend(trend: dict[str, list[dict]], path: Path) -> None:
+    """M(φ_q, φ_1.0) on the validation ids per epoch: one panel per query width, one line per method."""
+    fig = new_figure(3.2 * len(WIDTHS), 3.4)
+    axes = fig.subplots(1, len(WIDTHS), sharey=True)
+    for ax, q in zip(axes, WIDTHS, strict=True):
+        for name, entries in trend.items():
+            points = [(e["epoch"], e["M_q_1"][f"{q:g}"]) for e in entries if e["M_q_1"][f"{q:g}"] is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker=".", label=METHODS[name][0].split(" (")[0])
+        ax.set_title(f"M(φ {q:g}, φ 1.0), validation ids", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mAP (%)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
 
 
 def _text(cell: dict) -> str:
