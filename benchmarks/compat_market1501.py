@@ -56,8 +56,11 @@ from sfsc_deploy.models import ArchOptions
 from sfsc_deploy.train import TrainConfig
 from sfsc_deploy.train.log import TrainLog, read_log
 from sfsc_deploy.train.log_plots import plot_comparison, plot_cumulative_conflicts
+from sfsc_deploy.train.trainer import LOG
 
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
+# (query, gallery) with the gallery wider: the pairs the compatibility rule is judged on
+WIDTH_PAIRS = [(q, g) for i, q in enumerate(WIDTHS) for g in WIDTHS[i + 1 :]]
 # name -> (label, TrainConfig overrides, seeded): seeded methods run every --seeds, the rest the first
 METHODS: dict[str, tuple[str, dict, bool]] = {
     "sfsc": ("SFSC (defaults: the paper's loss + the logit offset)", {"method": "sfsc"}, True),
@@ -308,7 +311,7 @@ def markdown(record: dict, summary: dict, matrices, stem: str) -> list[str]:
     ]
     for name in summary:
         md.append(f"| {label[name]} | " + " | ".join(cell(name, f"{q:g}->{q:g}") for q in WIDTHS) + " |")
-    pairs = [f"{q:g}->{g:g}" for i, q in enumerate(WIDTHS) for g in WIDTHS[i + 1 :]]
+    pairs = [f"{q:g}->{g:g}" for q, g in WIDTH_PAIRS]
     md += [
         "",
         "## The compatibility rule per pair: seeds in which it passes",
@@ -420,7 +423,7 @@ def validation_trend(runs: list[tuple[str, int, RunSpec]]) -> dict[str, list[dic
     M(φ_q, φ_1.0) and how many pairs pass the rule, to show whether a longer budget still helps."""
     trend: dict[str, list[dict]] = {}
     for name, _, spec in runs:
-        if name in trend or not (spec.path / "train_log.jsonl").is_file():
+        if name in trend or not (spec.path / LOG).is_file():
             continue
         try:
             log = read_log(spec.path)
@@ -429,8 +432,7 @@ def validation_trend(runs: list[tuple[str, int, RunSpec]]) -> dict[str, list[dic
         entries = []
         for epoch, val in log.val:
             cell = {(q, g): val.get(f"mAP/{q:g}->{g:g}") for q in WIDTHS for g in WIDTHS}
-            pairs = [(q, g) for i, q in enumerate(WIDTHS) for g in WIDTHS[i + 1 :]]
-            pairs = [(q, g) for q, g in pairs if cell[q, g] is not None and cell[q, q] is not None]
+            pairs = [(q, g) for q, g in WIDTH_PAIRS if cell[q, g] is not None and cell[q, q] is not None]
             entries.append(
                 {
                     "epoch": epoch + 1,
