@@ -132,14 +132,17 @@ def run_one(spec: RunSpec, progress: bool = False) -> None:
         evaluate_run(spec.path, splits, spec.path / "eval", progress=progress)
 
 
-def run_all(specs: list[RunSpec], jobs: int = 2) -> None:
-    """Run every unfinished spec, ``jobs`` at a time, each in its own process; show one bar per run."""
+def run_all(specs: list[RunSpec], jobs: int = 2, threads: int | None = None) -> None:
+    """Run every unfinished spec, ``jobs`` at a time, each in its own process; show one bar per run.
+    ``threads`` per process defaults to 1 beside other jobs and every core alone; give 1 when another
+    benchmark already trains beside this one, or the two oversubscribe the cores."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     for spec in specs:
         spec.check_reusable()
     todo = [s for s in specs if not s.finished()]
-    threads = 1 if jobs > 1 else (os.cpu_count() or 1)
+    if threads is None:
+        threads = 1 if jobs > 1 else (os.cpu_count() or 1)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     running: dict[str, tuple[subprocess.Popen, RunSpec, Any]] = {}
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]

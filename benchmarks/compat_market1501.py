@@ -119,6 +119,9 @@ def main() -> None:
         help="carve N training ids into a validation split and log its matrix every epoch (the trend)",
     )
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
+    parser.add_argument(
+        "--threads", type=int, help="threads per run (default: 1 with --jobs > 1, else every core)"
+    )
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")
     parser.add_argument("--report-only", action="store_true", help="report the finished runs, train none")
@@ -132,7 +135,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = specs_for(args, names, seeds)
     if not args.report_only:
-        run_all([spec for _, _, spec in runs], jobs=args.jobs)
+        run_all([spec for _, _, spec in runs], jobs=args.jobs, threads=args.threads)
     report(args, runs)
 
 

@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--val-ids", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
+    parser.add_argument(
+        "--threads", type=int, help="threads per run (default: 1 with --jobs > 1, else every core)"
+    )
     parser.add_argument("--work", default=str(ROOT / ".bench" / "sfsc_validation"))
     parser.add_argument("--out", default=str(RESULTS / "sfsc_validation"))
     args = parser.parse_args()
@@ -139,7 +142,7 @@ def main() -> None:
         )
         run_dir = Path(args.work) / f"{name}-e{args.epochs}"
         specs[name] = RunSpec.make(run_dir, args.data, fmt, cfg, replace(base, **arch), evaluate=False)
-    run_all(list(specs.values()), jobs=args.jobs)
+    run_all(list(specs.values()), jobs=args.jobs, threads=args.threads)
 
     # training images for the head statistics: 640 random ones (10 batches), the same for every run
     splits = load_dataset(args.data, fmt)
