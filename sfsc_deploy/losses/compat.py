@@ -83,7 +83,10 @@ def asym_s(
     """Asymmetric-S: sub-model features against the full model's (detached) batch features.
 
     ``contrastive``: same-identity pairs pulled together (d²), different-identity pairs pushed
-    beyond ``margin`` (relu(margin − d)²) on L2-normalised features. ``regression``: ‖φ_j − φ‖².
+    beyond ``margin`` (relu(margin − d)²) on L2-normalised features, ½ each as in the asymmetric
+    metric learning code. Each anchor *sums* its pairs and the anchors are averaged: a mean over
+    all N² pairs would weigh an anchor's positives by 1/N, and on shuffled batches (the same image
+    is the only positive) the alignment term then vanishes. ``regression``: ‖φ_j − φ‖².
     """
     reference = reference.detach()
     if mode == "regression":
@@ -92,8 +95,8 @@ def asym_s(
         raise ValueError(f"unknown asym-s mode {mode!r}; choose contrastive or regression")
     dist = torch.cdist(F.normalize(features), F.normalize(reference)).clamp_min(0)
     same = (labels[:, None] == labels[None, :]).float()
-    loss = same * dist.pow(2) + (1 - same) * F.relu(margin - dist).pow(2)
-    return loss.mean()
+    loss = 0.5 * (same * dist.pow(2) + (1 - same) * F.relu(margin - dist).pow(2))
+    return loss.sum(dim=1).mean()
 
 
 def lce_s(

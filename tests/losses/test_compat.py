@@ -92,6 +92,21 @@ def test_asym_contrastive_and_regression():
     assert asym_s(f, -f, labels).item() > asym_s(f, f, labels).item()
 
 
+def test_asym_contrastive_weighs_each_anchor_positive_the_same_at_any_batch_size():
+    """Shuffled batches: the same image's pair is an anchor's only positive. Its pull must not
+    shrink as the batch grows (a mean over all N² pairs weighs it 1/N and the alignment vanishes)."""
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        reference = torch.eye(64)[:n]  # distinct ids, pairwise distance √2 > margin: no negative term
+        tilted = torch.nn.functional.normalize(reference + 0.3 * torch.roll(reference, 1, dims=1), dim=1)
+        return tilted, reference
+
+    d2 = 2 - 2 / math.sqrt(1 + 0.3**2)  # squared distance of each feature to its own reference
+    for n in (8, 64):
+        features, reference = batch(n)
+        assert asym_s(features, reference, torch.arange(n)).item() == pytest.approx(0.5 * d2, rel=1e-5)
+
+
 def test_lce_boundary_term_vanishes_when_sub_equals_full():
     torch.manual_seed(0)
     w = torch.randn(4, 8)
