@@ -271,7 +271,11 @@ def targets(summary: dict, matrices) -> list[str]:
                 f"SFSC M(q, 1.0) beats {base} at every q < 1 beyond the seed spread: "
                 f"{'yes' if ok else 'NO'} ({detail})"
             )
-    if "unified" in summary:
+        else:
+            lines.append(f"SFSC M(q, 1.0) beats {base}: not measured (no finished {base} run to pair with)")
+    if "unified" not in summary:
+        lines.append("SFSC full mAP ≥ unified − 0.5: not measured (no finished unified run)")
+    else:
         gap = sfsc["mAP"]["1->1"]["mean"] - summary["unified"]["mAP"]["1->1"]["mean"]
         lines.append(
             f"SFSC full mAP − unified full mAP = {gap:+.1f} (target ≥ −0.5): {'yes' if gap >= -0.5 else 'NO'}"
