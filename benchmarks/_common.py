@@ -124,9 +124,14 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def rule_passes(val: dict[str, float]) -> str:
-    """The compatibility rule on a validation matrix (``mAP/q->g`` keys): passing pairs of all q < g."""
+def rule_counts(val: dict[str, float]) -> tuple[int, int]:
+    """The compatibility rule on a validation matrix (``mAP/q->g`` keys): (passing pairs, all q < g)."""
     widths = sorted({float(k.split("/")[1].split("->")[0]) for k in val})
     key = "mAP/{:g}->{:g}".format
     pairs = [(q, g) for q in widths for g in widths if q < g]
-    return f"{sum(val[key(q, g)] > val[key(q, q)] for q, g in pairs)}/{len(pairs)}"
+    return sum(val[key(q, g)] > val[key(q, q)] for q, g in pairs), len(pairs)
+
+
+def rule_passes(val: dict[str, float]) -> str:
+    passed, total = rule_counts(val)
+    return f"{passed}/{total}"

@@ -45,6 +45,7 @@ from benchmarks._common import (
     ROOT,
     provenance,
     provenance_md,
+    rule_counts,
     write_results,
 )
 from benchmarks._jobs import EVAL, RunSpec, run_all, saved_training_config
@@ -208,10 +209,7 @@ def summarize(matrices: dict[str, dict[int, CompatibilityMatrix]]) -> dict:
             for g in WIDTHS:
                 s = spread([m.value(q, g) for m in by_seed.values()])
                 cells[f"{q:g}->{g:g}"] = asdict(s)
-        rule = {}
-        for i, q in enumerate(WIDTHS):
-            for g in WIDTHS[i + 1 :]:
-                rule[f"{q:g}->{g:g}"] = sum(m.rule(q, g) for m in by_seed.values())
+        rule = {f"{q:g}->{g:g}": sum(m.rule(q, g) for m in by_seed.values()) for q, g in WIDTH_PAIRS}
         out[name] = {"seeds": sorted(by_seed), "mAP": cells, "rule_passes": rule}
     return out
 
@@ -438,14 +436,13 @@ def validation_trend(runs: list[tuple[str, int, RunSpec]]) -> dict[str, list[dic
             continue
         entries = []
         for epoch, val in log.val:
-            cell = {(q, g): val.get(f"mAP/{q:g}->{g:g}") for q in WIDTHS for g in WIDTHS}
-            pairs = [(q, g) for q, g in WIDTH_PAIRS if cell[q, g] is not None and cell[q, q] is not None]
+            passed, total = rule_counts(val)
             entries.append(
                 {
                     "epoch": epoch + 1,
-                    "M_q_1": {f"{q:g}": cell[q, 1.0] for q in WIDTHS},
-                    "rule_pairs": sum(cell[q, g] > cell[q, q] for q, g in pairs),
-                    "rule_total": len(pairs),
+                    "M_q_1": {f"{q:g}": val.get(f"mAP/{q:g}->1") for q in WIDTHS},
+                    "rule_pairs": passed,
+                    "rule_total": total,
                 }
             )
         if entries:
