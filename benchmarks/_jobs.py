@@ -14,6 +14,7 @@ for a requested one. An interrupted run resumes from its last finished epoch.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -130,6 +131,14 @@ def run_one(spec: RunSpec, progress: bool = False) -> None:
         )
     if spec.evaluate and not (spec.path / EVAL).exists():
         evaluate_run(spec.path, splits, spec.path / "eval", progress=progress)
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--jobs`` and ``--threads``, the two knobs of :func:`run_all`, for every benchmark that uses it."""
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
+    parser.add_argument(
+        "--threads", type=int, help="threads per run (default: 1 with --jobs > 1, else every core)"
+    )
 
 
 def run_all(specs: list[RunSpec], jobs: int = 2, threads: int | None = None) -> None:

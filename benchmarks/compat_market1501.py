@@ -48,7 +48,7 @@ from benchmarks._common import (
     rule_counts,
     write_results,
 )
-from benchmarks._jobs import EVAL, RunSpec, run_all, saved_training_config
+from benchmarks._jobs import EVAL, RunSpec, add_job_arguments, run_all, saved_training_config
 from sfsc_deploy.errors import SfscError
 from sfsc_deploy.evaluation.matrix import CompatibilityMatrix
 from sfsc_deploy.evaluation.seeds import paired_difference, spread
@@ -119,10 +119,7 @@ def main() -> None:
         default=0,
         help="carve N training ids into a validation split and log its matrix every epoch (the trend)",
     )
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
-    parser.add_argument(
-        "--threads", type=int, help="threads per run (default: 1 with --jobs > 1, else every core)"
-    )
+    add_job_arguments(parser)
     parser.add_argument("--width-mult", type=float, default=0.5)
     parser.add_argument("--input-size", default="128x64")
     parser.add_argument("--report-only", action="store_true", help="report the finished runs, train none")

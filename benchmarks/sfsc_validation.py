@@ -35,7 +35,7 @@ from benchmarks._common import (
     rule_passes,
     write_results,
 )
-from benchmarks._jobs import RunSpec, run_all
+from benchmarks._jobs import RunSpec, add_job_arguments, run_all
 from exporters.graph import normalize_images
 from sfsc_deploy.data import load_dataset
 from sfsc_deploy.data.bank import build_bank
@@ -122,10 +122,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(ROUND2), help=f"any of {', '.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--val-ids", type=int, default=100)
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
-    parser.add_argument(
-        "--threads", type=int, help="threads per run (default: 1 with --jobs > 1, else every core)"
-    )
+    add_job_arguments(parser)
     parser.add_argument("--work", default=str(ROOT / ".bench" / "sfsc_validation"))
     parser.add_argument("--out", default=str(RESULTS / "sfsc_validation"))
     args = parser.parse_args()
